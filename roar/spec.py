@@ -1,0 +1,103 @@
+"""TrialSpec: every field that changes a result, frozen. Its canonical JSON is the trial's identity.
+
+The sweep uses it as its TrialKey; stage A and stage B caches are keyed by the subsets of fields that
+determine a base model and a set of attribution maps, so a change of, say, blur sigma reuses both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    # data
+    dataset: str = "synthetic"
+    subset: int | None = None          # train images (None = all), drawn with `data_seed`
+    test_subset: int | None = None     # test images (None = all)
+    data_seed: int = 0
+    data_root: str | None = None       # local path or None for the default location
+    image_size: int | None = None      # resize (cub200/imagefolder); None = native
+    # model and training (base model and retrain share the recipe)
+    model: str = "small_cnn"
+    width: int = 16
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"         # onecycle | step | constant
+    augment: str = "none"              # none | flip_crop
+    removal_augment: float = 0.0       # perturbation-augmented base training: max random-removal fraction
+    # attribution (stage B)
+    attribution: str = "saliency"
+    target: str = "label"              # label | predicted
+    reduction: str = "abs_sum"         # sum | abs_sum | max | mean
+    sign: str = "abs"                  # abs | positive | raw
+    # post-processing of the map (per trial, cheap)
+    postprocess: str = "identity"
+    sigma: float = 0.0                 # pixels, for gaussian
+    filter_size: int = 0               # pixels, for max/mean filters
+    # removal and protocol
+    fraction: float = 0.5
+    protocol: str = "roar"
+    fill: str = "mean"
+    selection: str = "topk"            # topk | percentile
+    retrain_mode: str = "scratch"      # scratch | finetune
+    seed: int = 0
+    # protocol-specific options (JSON-able mapping, sorted into the key)
+    options: tuple = field(default=())
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown trial field(s) {unknown}; valid: {sorted(names)}")
+        d = dict(d)
+        if "options" in d:
+            d["options"] = tuple(sorted(dict(d["options"]).items()))
+        return cls(**d)
+
+    def option(self, name: str, default=None):
+        return dict(self.options).get(name, default)
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @property
+    def trial_id(self) -> str:
+        return content_key(self.to_dict())
+
+    # --- cache keys of the shared stages -------------------------------------------------------
+    DATA_FIELDS = ("dataset", "subset", "test_subset", "data_seed", "data_root", "image_size")
+    MODEL_FIELDS = DATA_FIELDS + ("model", "width", "epochs", "batch_size", "lr", "optimizer", "momentum",
+                                  "weight_decay", "schedule", "augment", "removal_augment", "seed")
+    MAPS_FIELDS = MODEL_FIELDS + ("attribution", "target", "reduction", "sign")
+
+    def base_model_key(self) -> str:
+        return content_key({k: getattr(self, k) for k in self.MODEL_FIELDS}, kind="model")
+
+    def maps_key(self) -> str:
+        return content_key({k: getattr(self, k) for k in self.MAPS_FIELDS}, kind="maps")
+
+    def replace(self, **changes) -> "TrialSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def canonical_json(obj) -> str:
+    """Sorted keys, no whitespace, floats as repr: the same spec always gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_key(obj, kind: str = "trial") -> str:
+    digest = hashlib.sha256(canonical_json({"kind": kind, **obj}).encode()).hexdigest()
+    return digest[:20]

@@ -1,0 +1,127 @@
+"""The one storage layer: every row, model and map goes through a Store over pyarrow.fs.
+
+Works for local paths, ``file://``, ``s3://`` (with an optional endpoint for S3-compatible servers)
+and ``gs://``. Writes are atomic on every backend: object stores get the object once under its final
+key (objects appear whole); file systems get a temp file renamed into place. Readers ignore temp
+files (names starting with ``.tmp-``).
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+TMP_PREFIX = ".tmp-"
+
+
+def _filesystem(uri: str, endpoint_url: str | None = None):
+    if uri.startswith("s3://"):
+        kwargs = {}
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if region:
+            kwargs["region"] = region
+        fs = pafs.S3FileSystem(**kwargs)
+        return fs, uri[len("s3://"):].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+@dataclass
+class Store:
+    """A results store rooted at ``uri``. Keys are '/'-separated relative paths."""
+
+    uri: str
+    endpoint_url: str | None = None
+
+    def __post_init__(self):
+        self.fs, self.root = _filesystem(self.uri, self.endpoint_url)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def __getstate__(self):  # pyarrow filesystems are rebuilt in each worker
+        return {"uri": self.uri, "endpoint_url": self.endpoint_url}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def path(self, key: str) -> str:
+        return posixpath.join(self.root, key) if key else self.root
+
+    def exists(self, key: str) -> bool:
+        return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
+
+    def size(self, key: str) -> int:
+        return self.fs.get_file_info(self.path(key)).size
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.fs.open_input_stream(self.path(key)) as f:
+            return f.read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Atomic write: the key holds either the complete bytes or nothing."""
+        final = self.path(key)
+        parent = posixpath.dirname(final)
+        if self.is_local:
+            self.fs.create_dir(parent, recursive=True)
+            tmp = posixpath.join(parent, f"{TMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
+            try:
+                with self.fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                os.replace(tmp, final)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        else:
+            with self.fs.open_output_stream(final) as f:
+                f.write(data)
+
+    def delete(self, key: str) -> None:
+        self.fs.delete_file(self.path(key))
+
+    def list(self, prefix: str = "", suffix: str = "") -> list[str]:
+        """Relative keys under prefix (recursive), temp files excluded, sorted."""
+        base = self.path(prefix)
+        info = self.fs.get_file_info(base)
+        if info.type != pafs.FileType.Directory:
+            return []
+        out = []
+        for fi in self.fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+            if fi.type != pafs.FileType.File or fi.base_name.startswith(TMP_PREFIX):
+                continue
+            if suffix and not fi.path.endswith(suffix):
+                continue
+            out.append(posixpath.relpath(fi.path, self.root))
+        return sorted(out)
+
+    def local_path(self, key: str) -> str | None:
+        """A path usable by np.load(mmap_mode=...) when the store is local, else None."""
+        return self.path(key) if self.is_local else None
+
+    def check_writable(self) -> str | None:
+        """Write and delete a probe object; return an error message or None."""
+        key = f"{TMP_PREFIX}probe-{uuid.uuid4().hex}"
+        try:
+            if self.is_local:
+                self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(self.path(key)) as f:
+                f.write(b"ok")
+            self.fs.delete_file(self.path(key))
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means not writable
+            return f"results store {self.uri!r} is not writable: {type(exc).__name__}: {exc}"
+
+    def open_bytes(self, key: str):
+        return io.BytesIO(self.read_bytes(key))

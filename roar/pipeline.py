@@ -1,0 +1,235 @@
+"""One trial end to end, without Ray: stage A (base model), stage B (maps), the protocol, one row.
+
+Each stage is cached in the Store by content key and, within a worker process, in small LRU caches,
+so a reused Ray actor loads data, models and maps once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import socket
+import subprocess
+import time
+import traceback
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifacts import load_maps, load_model_state, maps_meta_key, model_meta_key, save_maps, save_model
+from .attribution import compute_maps, resolve_targets
+from .datasets import ImageData, load_dataset
+from .metrics import map_metrics, mask_metrics
+from .models import build_model
+from .protocols import PROTOCOLS, TrialContext
+from .protocols.context import split_index
+from .registry import lookup
+from .spec import TrialSpec
+from .storage import Store
+from .train import TrainConfig, evaluate, train_model, wilson_interval
+
+
+def pick_device(prefer: str = "auto") -> str:
+    if prefer == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if prefer.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {prefer!r} requested but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return prefer
+
+
+def device_label(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
+class _LRU(OrderedDict):
+    """Tiny per-process cache: bounded so a long-lived Ray actor's memory stays flat."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def get_or_make(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_DATA = _LRU(2)
+_MODELS = _LRU(2)
+_MAPS = _LRU(4)
+
+
+def clear_caches():
+    for cache in (_DATA, _MODELS, _MAPS):
+        cache.clear()
+
+
+def load_data(spec: TrialSpec) -> ImageData:
+    key = tuple(getattr(spec, f) for f in TrialSpec.DATA_FIELDS)
+    return _DATA.get_or_make(key, lambda: load_dataset(
+        spec.dataset, root=spec.data_root, subset=spec.subset, test_subset=spec.test_subset,
+        seed=spec.data_seed, image_size=spec.image_size))
+
+
+def _new_model(spec: TrialSpec, data: ImageData, seed: int):
+    return build_model(spec.model, data.channels, data.num_classes, data.mean, data.std, width=spec.width,
+                       seed=seed)
+
+
+# --- stage A -------------------------------------------------------------------------------------
+def ensure_base_model(spec: TrialSpec, store: Store, device: str = "cpu", progress: bool = False) -> str:
+    """Train the base model unless the store has it; returns its content key."""
+    key = spec.base_model_key()
+    if store.exists(model_meta_key(key)):
+        return key
+    data = load_data(spec)
+    start = time.perf_counter()
+    x_train = data.train_x.to(device).float().div_(255)
+    model = _new_model(spec, data, seed=spec.seed)
+    train_model(model, x_train, data.train_y, TrainConfig.from_spec(spec), device, seed=spec.seed,
+                fill=torch.tensor(data.mean), progress=progress)
+    accuracy, loss = evaluate(model, data.test_x.to(device).float().div_(255), data.test_y, device)
+    meta = {"base_accuracy": accuracy, "base_loss": loss, "n_test": int(data.test_x.shape[0]),
+            "seconds": time.perf_counter() - start, "device": device_label(device),
+            "fields": {k: getattr(spec, k) for k in TrialSpec.MODEL_FIELDS}}
+    save_model(store, key, model, meta)
+    return key
+
+
+def load_base_model(spec: TrialSpec, store: Store, device: str = "cpu"):
+    """(model in eval mode on device, meta dict); trains it first when missing."""
+    key = ensure_base_model(spec, store, device)
+
+    def make():
+        state, meta = load_model_state(store, key)
+        model = _new_model(spec, load_data(spec), seed=0)
+        model.load_state_dict(state)
+        return model.to(device).eval(), meta
+    return _MODELS.get_or_make((key, device), make)
+
+
+# --- stage B -------------------------------------------------------------------------------------
+def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bool = False,
+                batch_size: int = 256) -> str:
+    """Compute attribution maps of the train and test split unless the store has them."""
+    key = spec.maps_key()
+    if store.exists(maps_meta_key(key)):
+        return key
+    model, _ = load_base_model(spec, store, device)
+    data = load_data(spec)
+    start = time.perf_counter()
+    maps = {}
+    for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        xf = x.float().div_(255)
+        target = resolve_targets(model, xf, y, spec.target, device)
+        maps[split] = compute_maps(model, xf, target, spec.attribution, reduction=spec.reduction,
+                                   sign=spec.sign, seed=spec.seed, batch_size=batch_size, device=device,
+                                   index=split_index(split, xf.shape[0], "cpu"), progress=progress)
+    meta = {"seconds": time.perf_counter() - start, "device": device_label(device),
+            "fields": {k: getattr(spec, k) for k in TrialSpec.MAPS_FIELDS}}
+    save_maps(store, key, maps, meta)
+    return key
+
+
+def get_maps(spec: TrialSpec, store: Store, device: str = "cpu") -> dict:
+    key = ensure_maps(spec, store, device)
+    return _MAPS.get_or_make(key, lambda: load_maps(store, key))
+
+
+# --- the trial -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _provenance() -> dict:
+    try:
+        code = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        code = ""
+    return {"roar_version": __version__, "code_version": os.environ.get("ROAR_CODE_VERSION", code or "unknown"),
+            "torch_version": torch.__version__, "host": socket.gethostname() or platform.node()}
+
+
+IDENTITY_FIELDS = ("dataset", "subset", "model", "width", "attribution", "target", "reduction", "sign",
+                   "postprocess", "sigma", "filter_size", "fraction", "protocol", "fill", "selection", "seed",
+                   "retrain_mode", "epochs")
+
+
+def identity_columns(spec: TrialSpec, sweep_name: str) -> dict:
+    row = {f: getattr(spec, f) for f in IDENTITY_FIELDS}
+    row.update(trial_id=spec.trial_id, sweep=sweep_name, config_json=spec.canonical_json())
+    return row
+
+
+def _now():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def run_trial(spec: TrialSpec, store: Store, device: str = "cpu", sweep_name: str = "adhoc",
+              extra: dict | None = None) -> dict:
+    """Run one grid point and return its result row. A trial error gives a status='failed' row."""
+    started = _now()
+    t0 = time.perf_counter()
+    row = identity_columns(spec, sweep_name)
+    row.update(extra or {})
+    row.update(_provenance(), device=device_label(device), started_at=started, schema_version=1)
+    timings = {"train": 0.0, "attribution": 0.0, "mask": 0.0, "io": 0.0}
+    try:
+        row.update(_run(spec, store, device, timings))
+        row["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - the row records any failure; the sweep goes on
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"[:4000])
+    row.update({f"seconds_{k}": v for k, v in timings.items()})
+    row.update(seconds_total=time.perf_counter() - t0, finished_at=_now())
+    return row
+
+
+def _run(spec: TrialSpec, store: Store, device: str, timings: dict) -> dict:
+    if spec.option("fail_for_test") == "raise":
+        raise RuntimeError("failure requested by option fail_for_test (used by the test suite)")
+    protocol = lookup(PROTOCOLS, spec.protocol, "protocol")
+    t = time.perf_counter()
+    data = load_data(spec)
+    model, meta = load_base_model(spec, store, device)
+    timings["io"] += time.perf_counter() - t
+    t = time.perf_counter()
+    maps = get_maps(spec, store, device)
+    timings["attribution"] += time.perf_counter() - t
+    ctx = TrialContext(spec=spec, data=data, device=device, base_model=model,
+                       base_accuracy=meta["base_accuracy"], raw_maps=maps,
+                       model_factory=lambda seed: _new_model(spec, data, seed))
+    out = protocol.run(ctx)
+    with ctx.timed("mask"):
+        metrics = {**map_metrics(ctx.maps("test")), **mask_metrics(ctx.mask("test", protocol.order))}
+    for k, v in ctx.timings.items():
+        timings[k] += v
+    result = {"base_accuracy": meta["base_accuracy"], **{k: float(v) for k, v in metrics.items()}, **out}
+    if result.get("accuracy") is not None:
+        acc, n = result["accuracy"], result.get("n_test") or int(data.test_x.shape[0])
+        if not np.isfinite(acc):
+            raise FloatingPointError(f"accuracy is {acc}")
+        result.setdefault("accuracy_drop", meta["base_accuracy"] - acc)
+        result["ci_low"], result["ci_high"] = wilson_interval(acc, n)
+        result["n_test"] = n
+    return result
+
+
+def estimate_seconds(spec: TrialSpec) -> dict:
+    """Rough CPU cost per stage (seconds) for the dry run, from images × epochs × a per-image rate."""
+    n_train = spec.subset or 60000
+    n_test = spec.test_subset or 10000
+    per_image_epoch = {"small_cnn": 4e-4, "fast_resnet": 4e-3, "resnet18_small": 1e-2}.get(spec.model, 2e-2)
+    per_image_epoch *= (spec.width / 16) ** 2 if spec.model == "small_cnn" else 1
+    train = n_train * spec.epochs * per_image_epoch
+    attribution = (n_train + n_test) * per_image_epoch * 3
+    protocol = PROTOCOLS.get(spec.protocol)
+    trial = train if (protocol is None or protocol.retrains) else n_test * per_image_epoch
+    return {"stage_a": train, "stage_b": attribution, "trial": trial}

@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-slow bench setup clean
 
 $(STAMP): pyproject.toml
-	@command -v dpkg >/dev/null && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 && command -v apt-get >/dev/null \
-		&& (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) || true
+	@if command -v apt-get >/dev/null && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || \
+		echo "note: could not install dataset-fashion-mnist (needs root); see README"; fi
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -12,7 +12,6 @@ $(STAMP): pyproject.toml
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || \
 		echo "note: could not install dataset-fashion-mnist (needs root); see README"; fi
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -1,0 +1,119 @@
+"""Fills: what a removed pixel is replaced with. Registry ``FILLS`` keyed by the spec/Parquet string.
+
+Every fill is ``fn(x, mask, mean, generator) -> x'``: x float (N, C, H, W) on [0, 1]; mask bool (N, H, W),
+True = removed, on x's device; mean the per-channel dataset mean on [0, 1] (one value per channel);
+generator a torch.Generator on x's device for stochastic fills. Fills return a new tensor and change
+only removed pixels (all channels of a removed pixel).
+
+- ``mean``: the per-channel dataset mean.
+- ``zero``: 0 (black on the [0, 1] scale).
+- ``uniform``: independent U[0, 1) noise per pixel and channel, from the generator.
+- ``blur``: the pixel's value in a Gaussian-blurred copy of the original image (sigma ``BLUR_SIGMA_PX``).
+  The blurred copy includes the removed pixels themselves, so this fill keeps their low-frequency
+  content by design (the "blur" perturbation of the perturbation literature); it removes detail, not
+  all information.
+- ``road``: ROAD noisy linear imputation (roar.road) with its default noise; images with every pixel
+  removed get the dataset mean.
+
+Stochastic fills draw for the whole batch in order, so call ``apply_fill`` on a whole split (or the
+same chunks) to reproduce the same noise.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from roar.registry import lookup
+from roar.road import DEFAULT_NOISE_STD, noisy_linear_impute
+
+BLUR_SIGMA_PX = 2.0      # Gaussian sigma of the 'blur' fill, pixels
+BLUR_TRUNCATE = 3.0      # kernel radius in sigmas
+
+FillFn = Callable[[torch.Tensor, torch.Tensor, Sequence[float], torch.Generator], torch.Tensor]
+
+
+def _channel_values(values: Sequence[float], x: torch.Tensor) -> torch.Tensor:
+    """Per-channel values as a (1, C, 1, 1) tensor like x; the error names the 'mean' field."""
+    t = torch.as_tensor(values, dtype=x.dtype, device=x.device).reshape(-1)
+    if t.numel() != x.shape[1]:
+        raise ValueError(f"mean must give one value per channel ({x.shape[1]}, [0, 1] scale); "
+                         f"found {t.numel()} value(s): {list(values) if t.numel() < 10 else '...'}")
+    return t.reshape(1, -1, 1, 1)
+
+
+def _replace(x: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """x with removed pixels (all channels) taken from ``values`` (broadcastable to x)."""
+    return torch.where(mask[:, None], values, x)
+
+
+def fill_mean(x, mask, mean, generator):
+    return _replace(x, mask, _channel_values(mean, x))
+
+
+def fill_zero(x, mask, mean, generator):
+    return _replace(x, mask, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def fill_uniform(x, mask, mean, generator):
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return _replace(x, mask, noise)
+
+
+def gaussian_blur_images(x: torch.Tensor, sigma: float = BLUR_SIGMA_PX) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W) images, sigma in pixels, edge pixels replicated.
+
+    Replicate padding works for any image size (reflect padding needs the radius below the size).
+    """
+    if sigma <= 0:
+        return x.clone()
+    radius = max(1, int(math.ceil(BLUR_TRUNCATE * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    n, c, h, w = x.shape
+    flat = x.reshape(n * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
+
+
+def fill_blur(x, mask, mean, generator, sigma: float = BLUR_SIGMA_PX):
+    return _replace(x, mask, gaussian_blur_images(x, sigma))
+
+
+def fill_road(x, mask, mean, generator):
+    return noisy_linear_impute(x, mask, noise_std=DEFAULT_NOISE_STD, generator=generator,
+                               fallback=tuple(_channel_values(mean, x).reshape(-1).tolist()))
+
+
+FILLS: dict[str, FillFn] = {
+    "mean": fill_mean,
+    "zero": fill_zero,
+    "uniform": fill_uniform,
+    "blur": fill_blur,
+    "road": fill_road,
+}
+
+
+def apply_fill(x: torch.Tensor, mask, fill: str, mean: Sequence[float], seed: int = 0) -> torch.Tensor:
+    """Fill the removed pixels of ``x`` with fill ``fill``; returns a new tensor (x is not modified).
+
+    x: float (N, C, H, W) on [0, 1]. mask: bool (N, H, W), True = removed (torch or numpy; moved to x's
+    device). mean: per-channel dataset mean on [0, 1]. seed: seed of the generator (on x's device) of
+    stochastic fills.
+    """
+    fn = lookup(FILLS, fill, "fill")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+        found = f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}"
+        raise ValueError(f"x must be a float torch tensor (N, C, H, W); found {found}")
+    mask = torch.as_tensor(mask)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be bool (True = removed); found dtype {mask.dtype}")
+    expected = (x.shape[0], x.shape[2], x.shape[3])
+    if tuple(mask.shape) != expected:
+        raise ValueError(f"mask must have shape (N, H, W) = {expected} to match x; found {tuple(mask.shape)}")
+    generator = torch.Generator(device=x.device).manual_seed(int(seed))
+    return fn(x, mask.to(x.device), mean, generator)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from attribution_cases import LinearNet, TinyCNN, cases, hook_count, images
+from attribution_cases import LinearNet, TinyCNN, cases, hook_count, images, single_thread  # noqa: F401
 
 import roar.attribution as attribution
 from roar.attribution import (ATTRIBUTIONS, REDUCTIONS, SIGNS, cam_layer, compute_maps, counter_normal,
@@ -155,10 +155,10 @@ def test_noise_methods_match_looped_reference():
     shape = tuple(x.shape[1:])
     for i in range(3):
         xi, idx, t = x[i:i + 1], index[i:i + 1], int(target[i])
-        grads = torch.stack([_gradient(model, xi + std * counter_normal(seed, idx, shape, "smoothgrad", d), t)
-                             for d in range(n)])
-        var_grads = torch.stack([_gradient(model, xi + std * counter_normal(seed, idx, shape, "vargrad", d), t)
-                                 for d in range(n)])
+        def noisy_grads(stream):
+            return torch.stack([_gradient(model, xi + std * counter_normal(seed, idx, shape, stream, d), t)
+                                for d in range(n)])
+        grads, var_grads = noisy_grads("smoothgrad"), noisy_grads("vargrad")
         shap = torch.zeros_like(xi)
         for d in range(n):
             noisy = xi + std * counter_normal(seed, idx, shape, "gradient_shap/noise", d)
@@ -239,7 +239,8 @@ def test_counter_randomness_is_uniform_and_normal():
 # --- sign and reduction --------------------------------------------------------------------------------
 A = torch.tensor([[[[1.0, -4.0]], [[-2.0, 3.0]]]])     # (1, C=2, H=1, W=2)
 EXPECTED = {   # sign applied per channel first, then the channel reduction
-    ("raw", "sum"): [-1, -1], ("raw", "abs_sum"): [3, 7], ("raw", "max"): [1, 3], ("raw", "mean"): [-0.5, -0.5],
+    ("raw", "sum"): [-1, -1], ("raw", "abs_sum"): [3, 7], ("raw", "max"): [1, 3],
+    ("raw", "mean"): [-0.5, -0.5],
     ("abs", "sum"): [3, 7], ("abs", "abs_sum"): [3, 7], ("abs", "max"): [2, 4], ("abs", "mean"): [1.5, 3.5],
     ("positive", "sum"): [1, 3], ("positive", "abs_sum"): [1, 3], ("positive", "max"): [1, 3],
     ("positive", "mean"): [0.5, 1.5],

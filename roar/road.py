@@ -34,6 +34,7 @@ STENCIL: tuple[tuple[int, int, float], ...] = (
 )
 DEFAULT_NOISE_STD = 0.01   # [0, 1] image scale
 DEFAULT_FALLBACK = 0.5     # value of a channel when every pixel of an image is removed
+MAX_UNKNOWNS_PER_SOLVE = 400_000  # removed pixels per sparse LU (see _solve_removed)
 
 
 def _neighbour_weight_sum(h: int, w: int) -> np.ndarray:
@@ -46,15 +47,17 @@ def _neighbour_weight_sum(h: int, w: int) -> np.ndarray:
     return total
 
 
-def _solve_removed(x: np.ndarray, mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _solve_block(x: np.ndarray, mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Noise-free imputed values of the removed pixels of images with at least one known pixel.
 
-    x: float64 (N, C, H, W); mask: bool (N, H, W). Returns the (n, i, j) coordinates of the unknowns and
+    x: float64 (N, C, H, W); mask: bool (N, H, W), no image fully removed. Returns the (n, i, j) coordinates of the unknowns and
     their values, float64 (U, C).
     """
     n_img, n_ch, h, w = x.shape
     n, i, j = np.nonzero(mask)
     n_unknown = n.size
+    if n_unknown == 0:  # a group of images with nothing removed
+        return (n, i, j), np.zeros((0, n_ch))
     unknown_id = np.full(mask.shape, -1, dtype=np.int64)
     unknown_id[n, i, j] = np.arange(n_unknown)
     norm = _neighbour_weight_sum(h, w)[i, j]
@@ -84,6 +87,24 @@ def _solve_removed(x: np.ndarray, mask: np.ndarray) -> tuple[tuple[np.ndarray, .
     return (n, i, j), solution.reshape(n_unknown, n_ch)
 
 
+def _solve_removed(x: torch.Tensor, mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """``_solve_block`` over consecutive groups of images of at most ``MAX_UNKNOWNS_PER_SOLVE`` unknowns.
+
+    The system is block-diagonal over images, so splitting it changes nothing but the cost: one LU of a
+    very large matrix grew superlinearly (1000 MNIST-size images at 50%: 0.85 s; 10000: 17.6 s, 2 cores),
+    while groups keep it linear. x: CPU float (N, C, H, W); results are in (image, row, column) order.
+    """
+    per_image = mask.reshape(mask.shape[0], -1).sum(axis=1)
+    group = np.cumsum(per_image) // MAX_UNKNOWNS_PER_SOLVE
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    coords, values = [], []
+    for start, stop in zip(starts, np.append(starts[1:], mask.shape[0])):
+        (n, i, j), v = _solve_block(x[start:stop].to(torch.float64).numpy(), mask[start:stop])
+        coords.append((n + start, i, j))
+        values.append(v)
+    return tuple(np.concatenate(c) for c in zip(*coords)), np.concatenate(values)
+
+
 def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_STD,
                         generator: torch.Generator | None = None,
                         fallback: Sequence[float] | float = DEFAULT_FALLBACK) -> torch.Tensor:
@@ -108,9 +129,7 @@ def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_
         return out
 
     if partial.any():
-        # Only pixels adjacent to a removed pixel enter the right-hand side, but copying the batch to
-        # float64 once is cheaper than gathering them; the solve dominates.
-        (n, i, j), values = _solve_removed(x.detach().cpu().to(torch.float64).numpy(), partial)
+        (n, i, j), values = _solve_removed(x.detach().cpu(), partial)
         part_values = torch.from_numpy(values)
     else:
         n = i = j = np.zeros(0, dtype=np.int64)

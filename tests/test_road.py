@@ -145,3 +145,16 @@ def test_invalid_inputs():
         noisy_linear_impute(x, torch.zeros(1, 4, 4))
     with pytest.raises(ValueError, match="fallback"):
         noisy_linear_impute(x, torch.ones(1, 4, 4, dtype=torch.bool), fallback=(0.1, 0.2))
+
+
+def test_solving_in_groups_of_images_changes_nothing(monkeypatch):
+    import roar.road
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(7, 2, 6, 6, generator=g, dtype=torch.float64)
+    mask = torch.rand(7, 6, 6, generator=g) < 0.5
+    mask[0] = False          # a leading image with nothing removed
+    mask[3] = True           # a fully removed image between groups
+    whole = noisy_linear_impute(x, mask, noise_std=0.02)
+    monkeypatch.setattr(roar.road, "MAX_UNKNOWNS_PER_SOLVE", 10)
+    grouped = noisy_linear_impute(x, mask, noise_std=0.02)
+    torch.testing.assert_close(grouped, whole, rtol=0, atol=1e-12)

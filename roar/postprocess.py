@@ -145,10 +145,10 @@ def _is_integer(v) -> bool:
 PARAMS: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
     "gamma": {"gamma": (lambda v: _is_number(v) and v > 0, "a finite number > 0")},
     "quantize": {"levels": (lambda v: _is_integer(v) and v >= 2, "an integer >= 2")},
-    "blur_matched_random": {"seed": (_is_integer, "an integer"),
-                            "index": (lambda v: True, "a sequence of N image indices")},
 }
 REQUIRED = {"gamma": ("gamma",), "quantize": ("levels",)}
+# Post-processings that draw random values: postprocess_maps hands them its `seed` and `index`.
+SEEDED = frozenset({"blur_matched_random"})
 
 
 def _check_params(name: str, params: dict) -> None:
@@ -165,10 +165,14 @@ def _check_params(name: str, params: dict) -> None:
             raise ValueError(f"{key} must be {what} for postprocess {name!r}; found {value!r}")
 
 
-def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, **params):
+def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, seed: int = 0, index=None,
+                     **params):
     """Apply POSTPROCESS[name] to a batch of maps (N, H, W): torch in -> torch out, numpy in -> numpy out.
 
     sigma: Gaussian standard deviation in pixels (>= 0); filter_size: window side in pixels (>= 0).
+    seed, index: seed and (N,) global image indices of the maps, used only by the SEEDED
+    post-processings so that a map depends on (seed, image) and not on its batch; pass the same index
+    as compute_maps got. params: the extra parameters in PARAMS[name] (gamma, levels).
     float16/bfloat16 and integer maps are computed and returned as float32. An identity result (e.g.
     sigma 0) returns the input object itself.
     """
@@ -178,6 +182,10 @@ def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, 
     if not _is_integer(filter_size) or filter_size < 0:
         raise ValueError(f"filter_size must be an integer >= 0 (pixels); found {filter_size!r}")
     _check_params(name, params)
+    if not _is_integer(seed):
+        raise ValueError(f"seed must be an integer; found {seed!r}")
+    if name in SEEDED:
+        params = {**params, "seed": int(seed), "index": index}
     is_numpy = isinstance(maps, np.ndarray)
     tensor = torch.from_numpy(np.ascontiguousarray(maps)) if is_numpy else maps
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3:

@@ -9,10 +9,11 @@ import torch
 from attribution_cases import single_thread  # noqa: F401
 from scipy import ndimage
 
-from roar.attribution import counter_uniform
+from roar.attribution import compute_maps
 from roar.postprocess import POSTPROCESS, postprocess_maps
 
-PARAMS = {"gamma": {"gamma": 2.0}, "quantize": {"levels": 4}, "blur_matched_random": {"seed": 1}}
+EXTRA = {"gamma": {"gamma": 2.0}, "quantize": {"levels": 4}, "blur_matched_random": {"seed": 1}}
+INDEX = torch.tensor([3, 8, 0, 5])
 
 
 def maps(n=3, h=9, w=11, seed=0):
@@ -119,30 +120,30 @@ def test_blur_matched_random_is_the_blurred_random_attribution():
     m = maps(n=4, h=10, w=10)
     index = torch.tensor([5, 2, 9, 0])
     out = postprocess_maps(m, "blur_matched_random", sigma=1.2, seed=3, index=index)
-    random_maps = counter_uniform(3, index, (10, 10), "random")
-    assert torch.equal(out, postprocess_maps(random_maps, "gaussian", sigma=1.2))
-    torch.testing.assert_close(out[1:2], postprocess_maps(m[1:2], "blur_matched_random", sigma=1.2, seed=3,
-                                                          index=index[1:2]), rtol=1e-6, atol=1e-7)
+    random_maps = compute_maps(torch.nn.Identity(), torch.zeros(4, 1, 10, 10), torch.zeros(4).long(),
+                               "random", sign="raw", reduction="sum", seed=3, index=index)
+    torch.testing.assert_close(out, postprocess_maps(torch.from_numpy(random_maps), "gaussian", sigma=1.2),
+                               rtol=0, atol=0)
     assert torch.equal(out, postprocess_maps(m * 7, "blur_matched_random", sigma=1.2, seed=3, index=index))
+    assert not torch.equal(out, postprocess_maps(m, "blur_matched_random", sigma=1.2, seed=4, index=index))
+    assert torch.equal(postprocess_maps(m, "blur_matched_random", sigma=1.2, seed=3),
+                       postprocess_maps(m, "blur_matched_random", sigma=1.2, seed=3, index=torch.arange(4)))
 
 
 # --- every registered post-processing ------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(POSTPROCESS))
 def test_batch_equals_per_map_and_types_round_trip(name):
     m = maps(n=4)
-    kwargs = {"sigma": 1.3, "filter_size": 3, **PARAMS.get(name, {})}
-    if name == "blur_matched_random":
-        kwargs["index"] = torch.arange(4)
-    batch = postprocess_maps(m, name, **kwargs)
+    kwargs = {"sigma": 1.3, "filter_size": 3, **EXTRA.get(name, {})}
+    batch = postprocess_maps(m, name, index=INDEX, **kwargs)
     assert isinstance(batch, torch.Tensor) and batch.shape == m.shape and batch.dtype == torch.float32
     for i in range(4):
-        one = {**kwargs, "index": kwargs["index"][i:i + 1]} if "index" in kwargs else kwargs
-        torch.testing.assert_close(postprocess_maps(m[i:i + 1], name, **one)[0], batch[i],
-                                   rtol=1e-6, atol=1e-7)
-    as_numpy = postprocess_maps(m.numpy(), name, **kwargs)
+        one = postprocess_maps(m[i:i + 1], name, index=INDEX[i:i + 1], **kwargs)
+        torch.testing.assert_close(one[0], batch[i], rtol=1e-6, atol=1e-7)
+    as_numpy = postprocess_maps(m.numpy(), name, index=INDEX, **kwargs)
     assert isinstance(as_numpy, np.ndarray)
     np.testing.assert_array_equal(as_numpy, batch.numpy())
-    as_half = postprocess_maps(m.half(), name, **kwargs)
+    as_half = postprocess_maps(m.half(), name, index=INDEX, **kwargs)
     assert as_half.dtype == torch.float32
 
 
@@ -156,6 +157,8 @@ def test_batch_equals_per_map_and_types_round_trip(name):
     ({"name": "gamma", "gamma": -1.0}, "gamma must be a finite number > 0 .* found -1.0"),
     ({"name": "quantize", "levels": 1}, "levels must be an integer >= 2 .* found 1"),
     ({"name": "gaussian", "gamma": 2.0}, r"postprocess 'gaussian' takes no parameter\(s\) \['gamma'\]"),
+    ({"name": "blur_matched_random", "seed": 1.5}, "seed must be an integer; found 1.5"),
+    ({"name": "blur_matched_random", "index": [1, 2]}, r"index must have shape \(3,\).*found \(2,\)"),
 ])
 def test_invalid_settings_raise_naming_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,214 @@
+"""What a row means: its score (higher = better method, per protocol), its post-processing level and
+its setup. One registry per concept, keyed by the strings stored in the Parquet columns.
+
+Derived columns added to every loaded row (``derive``):
+- ``score``: the benchmark's verdict on the method, oriented so that higher = better method
+  (fraction units, e.g. 0.12 = 12 points of accuracy); NaN for diagnostic protocols.
+- ``level``: readable label of the post-processing level, e.g. ``identity``, ``gaussian σ=2``,
+  ``max_filter 3px``; every reference variant (identity, sigma 0, size <= 1) is ``identity``.
+- ``is_reference``: the row used the raw map (the ``identity`` level).
+- ``family``: the post-processing registry key of the level (``identity`` for the reference).
+- ``setup``: the identity fields other than dataset/method/post-processing/fraction/protocol/seed that
+  vary within the loaded rows (``fill=zero; epochs=5``), or ``all`` when none vary. Rows are only
+  averaged or paired within one setup.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .schema import BLUR_COLUMNS
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    column: str        # result column the score is read from
+    direction: int     # +1: larger column value = better method; -1: smaller = better
+    meaning: str       # plain words for tables and the summary
+
+
+# Sign convention for ranking, one entry per protocol with a score. Protocols absent here
+# (leakage, sanity, robustness) are diagnostics and carry no score.
+PROTOCOL_SCORES: dict[str, ScoreRule] = {
+    "roar": ScoreRule("accuracy_drop", +1, "accuracy drop after removing the most important pixels and retraining"),
+    "kar": ScoreRule("accuracy_drop", -1, "accuracy kept (minus drop) after removing the least important pixels and retraining"),
+    "road_morf": ScoreRule("accuracy_drop", +1, "accuracy drop of the base model, most important pixels imputed (ROAD)"),
+    "road_lerf": ScoreRule("accuracy_drop", -1, "accuracy kept by the base model, least important pixels imputed (ROAD)"),
+    "mif": ScoreRule("accuracy_drop", +1, "accuracy drop of the base model, most important pixels removed first"),
+    "lif": ScoreRule("accuracy_drop", -1, "accuracy kept by the base model, least important pixels removed first"),
+    "groundtruth": ScoreRule("groundtruth_precision", +1, "precision of the top-k pixels against the true pixels"),
+}
+
+# Readable protocol names for prose.
+PROTOCOL_NAMES = {"roar": "ROAR", "kar": "KAR", "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF",
+                  "mif": "MIF", "lif": "LIF", "groundtruth": "ground truth", "leakage": "leakage",
+                  "sanity": "sanity"}
+
+# Multiplier that turns each blur measure into "blurriness" (higher = blurrier map). All three
+# schema measures fall as a map gets blurrier.
+BLUR_DIRECTION: dict[str, int] = {"blur_spectral_centroid": -1, "blur_total_variation": -1, "blur_hf_energy": -1}
+assert set(BLUR_DIRECTION) == set(BLUR_COLUMNS), "every schema blur column needs a direction"
+
+# Post-processings that become the identity when their strength parameter is off (sigma <= 0 or
+# filter size <= 1), with the parameter and how it is written in labels. Names not listed here
+# (null models, gamma, quantisation, ...) are never the reference level.
+STRENGTH_PARAMS: dict[str, tuple[str, str]] = {
+    "gaussian": ("sigma", "σ={:g}"),
+    "max_filter": ("filter_size", "{:g}px"),
+    "mean_filter": ("filter_size", "{:g}px"),
+    "average_filter": ("filter_size", "{:g}px"),
+    "median_filter": ("filter_size", "{:g}px"),
+}
+IDENTITY_NAMES = ("identity", "none", "")
+REFERENCE_LEVEL = "identity"
+
+# Identity fields that define the experimental setup a score belongs to (besides dataset, method,
+# post-processing, fraction, protocol and seed, which the analysis handles explicitly).
+SETUP_COLUMNS = ["subset", "model", "width", "target", "reduction", "sign", "fill", "selection",
+                 "retrain_mode", "epochs"]
+
+
+def protocol_name(protocol) -> str:
+    return PROTOCOL_NAMES.get(protocol, str(protocol))
+
+
+def score_meaning(protocol) -> str:
+    rule = PROTOCOL_SCORES.get(protocol)
+    return rule.meaning if rule else "no score (diagnostic protocol)"
+
+
+def _num(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return f if np.isfinite(f) else 0.0
+
+
+def _params(config_json) -> dict:
+    """Extra post-processing parameters stored in the trial key's options (gamma, levels, ...)."""
+    if not isinstance(config_json, str) or not config_json:
+        return {}
+    try:
+        options = json.loads(config_json).get("options") or {}
+    except (ValueError, AttributeError):
+        return {}
+    params = options.get("postprocess_params") if isinstance(options, dict) else None
+    return params if isinstance(params, dict) else {}
+
+
+def level_of(postprocess, sigma, filter_size, params: dict | None = None) -> tuple[str, str, bool]:
+    """(label, family, is_reference) of one post-processing level."""
+    name = postprocess if isinstance(postprocess, str) else ""
+    sigma, size = _num(sigma), _num(filter_size)
+    params = params or {}
+    strength = STRENGTH_PARAMS.get(name)
+    off = strength is not None and (sigma <= 0 if strength[0] == "sigma" else size <= 1)
+    if not params and (name in IDENTITY_NAMES or off):
+        return REFERENCE_LEVEL, REFERENCE_LEVEL, True
+    parts = [name or "?"]
+    if strength is not None:
+        parts.append(strength[1].format(sigma if strength[0] == "sigma" else size))
+    else:  # unknown transform: show whichever generic parameter is set
+        parts += [f"σ={sigma:g}"] if sigma > 0 else []
+        parts += [f"{size:g}px"] if size > 0 else []
+    parts += [f"{k}={params[k]}" for k in sorted(params)]
+    return " ".join(parts), name or "?", False
+
+
+def _level_sort_key(label: str, family: str, sigma: float, size: float):
+    return (label != REFERENCE_LEVEL, family, sigma, size, label)
+
+
+def level_order(df: pd.DataFrame) -> list[str]:
+    """Level labels in display order: the reference first, then by family and strength."""
+    if df.empty or "level" not in df:
+        return []
+    firsts = df.drop_duplicates("level")
+    keys = {r.level: _level_sort_key(r.level, r.family, _num(r.sigma), _num(r.filter_size))
+            for r in firsts.itertuples()}
+    return sorted(keys, key=keys.get)
+
+
+def _setup_labels(df: pd.DataFrame) -> pd.Series:
+    varying = [c for c in SETUP_COLUMNS if c in df and df[c].nunique(dropna=False) > 1]
+    if not varying:
+        return pd.Series("all", index=df.index, dtype=object)
+    parts = [c + "=" + df[c].astype(object).where(df[c].notna(), "null").map(_fmt) for c in varying]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "; " + p
+    return out.astype(object)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def derive(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of contract rows with score, level, family, is_reference and setup added."""
+    out = df.copy()
+    if out.empty:
+        for col, dtype in (("score", float), ("level", object), ("family", object), ("is_reference", bool),
+                           ("setup", object)):
+            out[col] = pd.Series(dtype=dtype)
+        return out
+    drop = out["accuracy_drop"].astype(float)
+    fallback = out["base_accuracy"].astype(float) - out["accuracy"].astype(float)
+    out["accuracy_drop"] = drop.where(drop.notna(), fallback)
+    score = pd.Series(np.nan, index=out.index)
+    for protocol, rule in PROTOCOL_SCORES.items():
+        rows = out["protocol"] == protocol
+        if rows.any():
+            score[rows] = rule.direction * out.loc[rows, rule.column].astype(float)
+    out["score"] = score
+    params = out["config_json"].map(_params) if "config_json" in out else pd.Series([{}] * len(out))
+    levels = [level_of(p, s, f, q) for p, s, f, q in
+              zip(out["postprocess"], out["sigma"], out["filter_size"], params)]
+    out["level"] = [lv[0] for lv in levels]
+    out["family"] = [lv[1] for lv in levels]
+    out["is_reference"] = [lv[2] for lv in levels]
+    out["setup"] = _setup_labels(out)
+    return out
+
+
+def blurriness(df: pd.DataFrame, measure: str) -> pd.Series:
+    """The measure turned so that higher = blurrier (see BLUR_DIRECTION), in the measure's unit."""
+    if measure not in BLUR_DIRECTION:
+        raise KeyError(f"blur measure {measure!r} unknown; valid: {sorted(BLUR_DIRECTION)}")
+    return BLUR_DIRECTION[measure] * df[measure].astype(float)
+
+
+def scored(df: pd.DataFrame, search: bool = False) -> pd.DataFrame:
+    """Rows of protocols with a score and a finite score value.
+
+    search=False (the default) leaves out rows of Optuna searches (``study`` set): the grid analyses
+    use the designed sweep only; analysis.gaming passes search=True.
+    """
+    if df.empty:
+        return df
+    keep = df["protocol"].isin(list(PROTOCOL_SCORES)) & np.isfinite(df["score"].astype(float))
+    if not search and "study" in df:
+        keep &= df["study"].isna()
+    return df[keep]
+
+
+def sort_protocols(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Sort by `by`, with the 'protocol' column in registry order instead of alphabetical."""
+    if df.empty or "protocol" not in by:
+        return df.sort_values(by, kind="stable").reset_index(drop=True) if not df.empty else df
+    pos = {p: i for i, p in enumerate(protocol_order(df["protocol"].dropna().unique()))}
+    key = ["_p" if b == "protocol" else b for b in by]
+    return (df.assign(_p=df["protocol"].map(pos)).sort_values(key, kind="stable").drop(columns="_p")
+            .reset_index(drop=True))
+
+
+def protocol_order(protocols) -> list[str]:
+    """Registry order first (roar, kar, road…), unknown names after, alphabetically."""
+    known = [p for p in PROTOCOL_NAMES if p in set(protocols)]
+    return known + sorted(set(protocols) - set(known))

@@ -1,0 +1,215 @@
+"""Seeded, contract-valid synthetic result rows with a planted blurriness effect, for tests and docs.
+
+The generating model of ``fake_results`` (for a protocol with score direction d, see
+``analysis.scoring.PROTOCOL_SCORES``)::
+
+    score = quality[method, protocol] + 0.1 * fraction + effect * blurriness + u[dataset, method, seed] + e
+    blurriness = -blur_spectral_centroid          (cycles/pixel, higher = blurrier)
+    accuracy_drop = d * score ;  accuracy = base_accuracy - accuracy_drop
+
+with e ~ N(0, noise) per row and u ~ N(0, cluster_sd) per maps artifact (dataset, method, seed). So the
+pooled OLS ``score ~ blurriness + fraction + C(attribution) + C(dataset)`` has true slope ``effect``
+(score fraction per cycle/pixel of centroid) and its cluster-robust CI should cover it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .io import filesystem
+from .schema import COLUMNS, SCHEMA_VERSION, rows_to_table
+from .scoring import PROTOCOL_SCORES
+
+DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "random")
+# Methods that ignore the model: unchanged by model randomisation (they fail the sanity check).
+MODEL_FREE = ("random", "sobel", "center")
+_INT_COLUMNS = {"subset", "width", "filter_size", "seed", "epochs", "search_trial", "n_test", "schema_version"}
+
+
+def _trial_id(row: dict) -> str:
+    key = {k: row.get(k) for k in ("dataset", "attribution", "postprocess", "sigma", "filter_size", "fraction",
+                                   "protocol", "seed", "study", "search_trial", "config_json")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _base_row(dataset, method, protocol, postprocess, sigma, size, fraction, seed, options=None) -> dict:
+    ident = {"dataset": dataset, "model": "small_cnn", "width": 16, "attribution": method, "target": "label",
+             "reduction": "abs_sum", "sign": "abs", "postprocess": postprocess, "sigma": float(sigma),
+             "filter_size": int(size), "fraction": float(fraction), "protocol": protocol, "fill": "mean",
+             "selection": "topk", "seed": int(seed), "retrain_mode": "scratch", "epochs": 3}
+    config = dict(ident, options=options or {})
+    return {**ident, "sweep": "fake", "config_json": json.dumps(config, sort_keys=True),
+            "schema_version": SCHEMA_VERSION, "status": "ok", "device": "cpu", "roar_version": "0.0.0",
+            "code_version": "fake", "torch_version": "none", "host": "fake"}
+
+
+class _Planted:
+    """The latent quantities shared by every row of one fake sweep."""
+
+    def __init__(self, rng, methods, datasets, n_seeds, protocols, cluster_sd):
+        self.rng = rng
+        self.quality = {(m, p): 0.15 + 0.08 * i + 0.02 * rng.standard_normal()
+                        for i, m in enumerate(methods) for p in protocols}
+        self.sharpness = {m: 0.20 + 0.05 * i for i, m in enumerate(methods)}   # centroid of the raw map
+        self.dataset_shift = {d: 0.03 * i for i, d in enumerate(datasets)}
+        self.u = {(d, m, s): cluster_sd * rng.standard_normal()
+                  for d in datasets for m in methods for s in range(n_seeds)}
+        self.base = {(d, s): 0.90 + 0.01 * rng.standard_normal() for d in datasets for s in range(n_seeds)}
+        self._centroid = {}
+
+    def centroid(self, dataset, method, seed, sigma, size):
+        """Measured spectral centroid (cycles/pixel) of the post-processed map, one value per map set."""
+        key = (dataset, method, seed, float(sigma), int(size))
+        if key not in self._centroid:
+            shrink = np.exp(-0.35 * float(sigma)) * (1.0 / max(1, int(size))) ** 0.5
+            self._centroid[key] = self.sharpness[method] * shrink * (1 + 0.05 * self.rng.standard_normal())
+        return self._centroid[key]
+
+
+def _metrics(c: float, rng) -> dict:
+    return {"blur_spectral_centroid": c, "blur_total_variation": 0.8 * c + 0.005 * rng.standard_normal(),
+            "blur_hf_energy": min(1.0, 2.0 * c) * (1 + 0.02 * rng.standard_normal()),
+            "mask_perimeter_area": 3.0 * c + 0.2, "mask_components": 1 + 40 * c, "mask_morans_i": 1 - 2 * c,
+            "map_gini": 0.3 + c}
+
+
+def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=DEFAULT_METHODS,
+                 sigmas=(0.0, 1.0, 2.0, 4.0), fractions=(0.1, 0.5, 0.9), protocols=("roar",),
+                 datasets=("synthetic",), noise: float = 0.01, cluster_sd: float = 0.005,
+                 max_filter_sizes=(), leakage: bool = False, sanity: bool = False, search: bool = False,
+                 n_failed: int = 0) -> pd.DataFrame:
+    """Contract rows (every column of analysis.schema, in order) of a fake sweep.
+
+    effect: planted slope of the score on blurriness = -blur_spectral_centroid (score fraction per
+        cycle/pixel); see the module docstring for the full model.
+    sigmas / max_filter_sizes: post-processing levels (gaussian sigma in pixels; max filter size in px).
+    protocols: scored protocols to generate (keys of analysis.scoring.PROTOCOL_SCORES).
+    leakage / sanity: add 'leakage' rows (gradient methods' masks leak the label) and 'sanity' rows
+        (model-free methods fail). search: add Optuna gaming-search rows (study 'gaming-<method>').
+    n_failed: add this many status='failed' rows.
+    """
+    unknown = sorted(set(protocols) - set(PROTOCOL_SCORES))
+    if unknown:
+        raise ValueError(f"protocols={unknown} have no score; valid: {sorted(PROTOCOL_SCORES)}")
+    rng = np.random.default_rng(seed)
+    lat = _Planted(rng, methods, datasets, n_seeds, protocols, cluster_sd)
+    levels = [("gaussian", s, 0) for s in sigmas] + [("max_filter", 0.0, k) for k in max_filter_sizes]
+    rows = []
+
+    def scored_row(d, m, p, pp, sigma, size, f, s, options=None):
+        c = lat.centroid(d, m, s, sigma, size)
+        score = (lat.quality[m, p] + lat.dataset_shift[d] + 0.1 * f + effect * (-c) + lat.u[d, m, s]
+                 + noise * rng.standard_normal())
+        drop = PROTOCOL_SCORES[p].direction * score
+        base = lat.base[d, s]
+        row = _base_row(d, m, p, pp, sigma, size, f, s, options)
+        acc = base - drop
+        row.update(accuracy=acc, base_accuracy=base, accuracy_drop=drop, loss=2.0 * (1 - acc), n_test=1000,
+                   removed_fraction_actual=f, seconds_train=1.0, seconds_total=1.5, **_metrics(c, rng))
+        return row
+
+    for d in datasets:
+        for p in protocols:
+            for m in methods:
+                for pp, sigma, size in levels:
+                    for f in fractions:
+                        for s in range(n_seeds):
+                            rows.append(scored_row(d, m, p, pp, sigma, size, f, s))
+        for m in methods:
+            leak = 0.0 if m in MODEL_FREE else 0.5
+            for s in range(n_seeds):
+                if sanity:
+                    row = _base_row(d, m, "sanity", "identity", 0, 0, fractions[0], s)
+                    corr = 1.0 if m in MODEL_FREE else 0.1 + 0.05 * rng.random()
+                    row.update(sanity_rank_corr=corr, sanity_ssim=corr, sanity_passed=bool(corr < 0.9))
+                    rows.append(row)
+                if not leakage:
+                    continue
+                for pp, sigma, size in levels:
+                    for f in fractions:
+                        row = _base_row(d, m, "leakage", pp, sigma, size, f, s)
+                        acc = 0.1 + leak * (1 - 0.1 * sigma) + 0.01 * rng.standard_normal()
+                        row.update(leakage_accuracy=float(np.clip(acc, 0, 1)), chance_accuracy=0.1, n_test=1000)
+                        rows.append(row)
+        if search:
+            f = fractions[len(fractions) // 2]
+            transforms = [("identity", 0, 0, None), ("gaussian", 1.5, 0, None), ("gaussian", 5.0, 0, None),
+                          ("max_filter", 0, 3, None), ("gamma", 0, 0, {"postprocess_params": {"gamma": 0.5}})]
+            for m in methods:
+                for i, (pp, sigma, size, options) in enumerate(transforms):
+                    row = scored_row(d, m, protocols[0], pp, sigma, size, f, 0, options)
+                    row.update(study=f"gaming-{m}", search_trial=i, sweep="fake-search")
+                    rows.append(row)
+    for i in range(n_failed):
+        row = _base_row(datasets[0], methods[0], protocols[0], "gaussian", 99.0 + i, 0, fractions[0], 0)
+        row.update(status="failed", error="RuntimeError: planted failure")
+        rows.append(row)
+    for row in rows:
+        row["trial_id"] = _trial_id(row)
+    table = rows_to_table(rows)
+    return table.to_pandas()
+
+
+def make_rows(rows: list[dict]) -> pd.DataFrame:
+    """Hand-written rows for exact tests: each dict overrides the defaults of a successful ROAR row
+    (dataset 'synthetic', identity post-processing, fraction 0.5, seed 0); trial_id is derived unless
+    given, and accuracy_drop = base_accuracy - accuracy when both are given."""
+    out = []
+    for r in rows:
+        row = _base_row(r.get("dataset", "synthetic"), r.get("attribution", "saliency"), r.get("protocol", "roar"),
+                        r.get("postprocess", "identity"), r.get("sigma", 0.0), r.get("filter_size", 0),
+                        r.get("fraction", 0.5), r.get("seed", 0), r.get("options"))
+        row.update({k: v for k, v in r.items() if k != "options"})
+        if row.get("accuracy_drop") is None and row.get("accuracy") is not None and row.get("base_accuracy") is not None:
+            row["accuracy_drop"] = row["base_accuracy"] - row["accuracy"]
+        row.setdefault("trial_id", None)
+        row["trial_id"] = row["trial_id"] or _trial_id(row)
+        out.append(row)
+    return rows_to_table(out).to_pandas()
+
+
+def _clean(value, column):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if column in _INT_COLUMNS:
+        return int(value)
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def frame_to_rows(df: pd.DataFrame) -> list[dict]:
+    """Contract columns of a DataFrame as row dicts ready for analysis.schema.rows_to_table."""
+    cols = [c for c in COLUMNS if c in df.columns]
+    return [{c: _clean(v, c) for c, v in zip(cols, values)} for values in df[cols].itertuples(index=False)]
+
+
+def write_rows(df: pd.DataFrame, store: str) -> list[str]:
+    """Write each row as ``STORE/rows/<trial_id>.parquet`` (temp file then rename, like the sweep).
+
+    Returns the written paths. ``store`` is a local folder or a URI (s3:// honours AWS_ENDPOINT_URL).
+    """
+    fs, root = filesystem(store)
+    base = posixpath.join(root, "rows")
+    is_local = fs.type_name == "local"
+    if is_local:
+        fs.create_dir(base, recursive=True)
+    paths = []
+    for row in frame_to_rows(df):
+        final = posixpath.join(base, f"{row['trial_id']}.parquet")
+        target = posixpath.join(base, f".tmp-{uuid.uuid4().hex}") if is_local else final
+        with fs.open_output_stream(target) as out:
+            pq.write_table(rows_to_table([row]), out)
+        if is_local:
+            os.replace(target, final)
+        paths.append(final)
+    return paths

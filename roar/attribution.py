@@ -42,7 +42,7 @@ from torch import nn
 from roar.registry import lookup, unknown_message
 
 # --- settings (units in comments) -----------------------------------------------------------------
-IG_STEPS = 25               # Riemann/Gauss-Legendre steps of integrated gradients
+IG_STEPS = 25               # integration points of integrated gradients (captum default Gauss-Legendre rule)
 NOISE_SAMPLES = 15          # noisy copies per image for smoothgrad / vargrad / gradient_shap
 NOISE_STD = 0.15            # std of the Gaussian input noise, on the [0, 1] image scale (15% of the range)
 OCCLUSION_PATCH_PER_PIXEL = 1 / 7   # occlusion patch side = round(H / 7): 4 px on 28 px, 32 px on 224 px
@@ -228,7 +228,8 @@ def _gradcam(model, x, target, index, seed):
 
 # --- model-free baselines ---------------------------------------------------------------------------
 def _random(model, x, target, index, seed):
-    """Uniform (0, 1) per pixel, fixed per (seed, image index): never redrawn, independent of the batch."""
+    """Uniform (0, 1) per pixel, fixed per (seed, image index): never redrawn, independent of the batch.
+    postprocess.blur_matched_random draws the same stream, so it is exactly this map blurred."""
     return counter_uniform(seed, index.to(x.device), tuple(x.shape[2:]), "random")
 
 

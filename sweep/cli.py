@@ -1,0 +1,145 @@
+"""The ``roar`` command line.
+
+    roar run SPEC [--dry-run] [--address ADDR] [--store URI] [--retry-failed] [--verbose]
+    roar status STORE [--spec SPEC]
+    roar compact STORE
+    roar report STORE -o DIR        (analysis.cli)
+    roar search SPEC ...            (sweep.search)
+    roar bench ...                  (benchmarks)
+    roar verify STORE               (sweep.verify)
+
+Exit codes: 0 success, 1 trials missing or failed to run, 2 a bad spec or arguments, 3 the results store
+failed mid-sweep, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import sys
+
+from roar.storage import Store
+
+# subcommand -> (module, function, help): implemented elsewhere, imported only when used
+DELEGATES = {
+    "report": ("analysis.cli", "main", "tables, plots and an HTML report from a store"),
+    "search": ("sweep.search", "main", "Optuna search over a spec's space"),
+    "bench": ("benchmarks.__main__", "main", "throughput benchmarks"),
+    "verify": ("sweep.verify", "main", "check a store: schemas, duplicates, truncated files, artifacts"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roar", description="Audit removal-based attribution benchmarks "
+                                                         "(ROAR/KAR/ROAD) as a Ray Tune sweep.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or resume) a sweep spec")
+    run.add_argument("spec", help="sweep spec YAML, e.g. specs/demo.yaml")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print grid size, trials done, stage A/B jobs and a cost estimate; run nothing")
+    run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+    run.add_argument("--store", help="results store overriding the spec's `store`")
+    run.add_argument("--retry-failed", action="store_true", help="run trials whose stored row failed again")
+    run.add_argument("--verbose", action="store_true", help="show Ray's logs and Tune's trial table")
+
+    st = sub.add_parser("status", help="ok / failed / missing trials in a store")
+    st.add_argument("store")
+    st.add_argument("--spec", help="count the trials of this spec that are still missing")
+    st.add_argument("--failed", action="store_true", help="list the failed trial ids")
+
+    cp = sub.add_parser("compact", help="merge per-trial rows into compacted/dataset=…/protocol=… files")
+    cp.add_argument("store")
+
+    for name, (_, _, help_text) in DELEGATES.items():
+        d = sub.add_parser(name, help=help_text, add_help=False)
+        d.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL")
+
+
+def cmd_run(args, argv: list[str]) -> int:
+    from .spec import SpecError, load_spec
+
+    resume = "roar " + " ".join(shlex.quote(a) for a in argv if a != "--retry-failed")
+    remote = args.address or os.environ.get("RAY_ADDRESS")
+    cluster = None
+    try:
+        if remote and not args.dry_run:
+            from .runner import connect, ray_cluster_info
+            connect(args.address, args.verbose)
+            cluster = ray_cluster_info(f"the Ray cluster at {remote}")
+        spec = load_spec(args.spec, store=args.store, cluster=cluster)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from . import runner
+    if args.dry_run:
+        print(runner.describe_plan(runner.make_plan(spec, prune_bad=False), cluster))
+        return 0
+    result = runner.run(spec, address=args.address, retry_failed=args.retry_failed, verbose=args.verbose,
+                        resume_command=resume)
+    return result.exit_code
+
+
+def cmd_status(args) -> int:
+    from .spec import SpecError, load_spec
+    from .status import store_status
+
+    spec = None
+    if args.spec:
+        try:
+            spec = load_spec(args.spec, check_environment=False)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    status = store_status(Store(args.store, _endpoint()), spec)
+    print(status.text(args.store))
+    if args.failed:
+        print("\n".join(status.failed_ids))
+    return 0
+
+
+def cmd_compact(args) -> int:
+    from .compact import CompactError, compact
+
+    try:
+        report = compact(Store(args.store, _endpoint()))
+    except CompactError as exc:
+        print(f"compaction stopped, nothing deleted: {exc}", file=sys.stderr)
+        return 1
+    print(report.text(args.store))
+    return 0
+
+
+def cmd_delegate(name: str, rest: list[str]) -> int:
+    module_name, func, _ = DELEGATES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            print(f"`roar {name}` is not available: module {module_name} is not installed in this "
+                  f"checkout yet", file=sys.stderr)
+            return 2
+        raise
+    return getattr(module, func)(rest) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATES:  # pass everything through untouched, --help included
+        return cmd_delegate(argv[0], argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args, argv)
+    if args.command == "status":
+        return cmd_status(args)
+    return cmd_compact(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

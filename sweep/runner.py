@@ -1,0 +1,376 @@
+"""Run a validated sweep on Ray: stage A (base models) and stage B (maps) as Ray tasks, then one Tune
+trial per missing grid point.
+
+Resume is by construction: every run computes the grid, skips trial_ids whose row is in the store, and
+starts a fresh Tuner over the rest (Tuner.restore is not used: after a driver crash it re-ran finished
+trials, see RAY_NOTES). Stage results are cached in the store by content key, so a second sweep, or a
+resumed one, reuses them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from roar.spec import TrialSpec
+from roar.storage import Store
+
+from . import rows
+from .grid import StageJobs, expand, grid_points, stage_jobs
+from .progress import Progress, StoreFaultStopper, TuneProgress, format_seconds
+from .spec import ClusterInfo, SweepSpec, local_cluster_info
+
+Out = Callable[[str], None]
+
+
+# --- planning (no Ray) -----------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a run of the spec would do now."""
+
+    spec: SweepSpec
+    store: Store
+    points: int                                  # grid points before de-duplication
+    trials: list[TrialSpec]                      # unique trials of the grid
+    done: set[str]                               # their trial_ids with a stored row
+    todo: list[TrialSpec]                        # trials to run
+    jobs: StageJobs                              # stage jobs the todo trials need
+    cached_models: set[str] = field(default_factory=set)
+    cached_maps: set[str] = field(default_factory=set)
+    pruned: list[str] = field(default_factory=list)  # truncated/empty row files deleted
+    retry: list[str] = field(default_factory=list)   # failed trials selected for a rerun
+
+
+def make_plan(spec: SweepSpec, retry_failed: bool = False, prune_bad: bool = True) -> Plan:
+    from roar.artifacts import maps_meta_key, model_meta_key
+
+    store = Store(spec.store, spec.endpoint_url)
+    trials = expand(spec)
+    ids = {t.trial_id for t in trials}
+    stored = rows.scan(store, prune_bad=prune_bad)
+    done = stored.done & ids
+    retry: list[str] = []
+    if retry_failed and done:
+        table = rows.read_all(store, ["trial_id", "status"])
+        retry = sorted(t for t, s in zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())
+                       if s == "failed" and t in ids)
+        for trial_id in retry:
+            if trial_id in stored.row_keys:
+                store.delete(stored.row_keys[trial_id])  # a compacted failed row loses to the new one (rows.dedupe)
+        done -= set(retry)
+    todo = [t for t in trials if t.trial_id not in done]
+    jobs = stage_jobs(todo)
+    cached_models = {k for k in jobs.base_models if store.exists(model_meta_key(k))}
+    cached_maps = {k for k in jobs.maps if store.exists(maps_meta_key(k))}
+    return Plan(spec, store, grid_points(spec), trials, done, todo, jobs, cached_models, cached_maps,
+                stored.bad_keys if prune_bad else [], retry)
+
+
+def estimate(plan: Plan, cluster: ClusterInfo) -> dict:
+    """Rough cost of the remaining work: CPU-seconds per stage and a wall-time guess.
+
+    Uses roar.pipeline.estimate_seconds (per-image rates measured on CPU); a GPU divides them by an
+    assumed 20x. Parallelism is how many trials fit the cluster at once.
+    """
+    from roar.pipeline import estimate_seconds
+
+    res = plan.spec.resources
+    speedup = 20.0 if res.gpus_per_trial > 0 and cluster.gpus > 0 else 1.0
+    a = sum(estimate_seconds(s)["stage_a"] for k, s in plan.jobs.base_models.items() if k not in plan.cached_models)
+    b = sum(estimate_seconds(s)["stage_b"] for k, s in plan.jobs.maps.items() if k not in plan.cached_maps)
+    c = sum(estimate_seconds(s)["trial"] for s in plan.todo)
+    slots = _slots(res.cpus_per_trial, res.gpus_per_trial, cluster, res.max_concurrent_trials)
+    stage_slots = _slots(res.stage_cpus, res.stage_gpus, cluster, None)
+    wall = (a / stage_slots + b / stage_slots + c / slots) / speedup
+    return {"stage_a_seconds": a / speedup, "stage_b_seconds": b / speedup, "trial_seconds": c / speedup,
+            "parallel_trials": slots, "wall_seconds": wall}
+
+
+def _slots(cpus: float, gpus: float, cluster: ClusterInfo, cap: int | None) -> int:
+    fit = math.floor(cluster.cpus / cpus) if cpus else 1
+    if gpus > 0 and cluster.gpus > 0:
+        fit = min(fit, math.floor(cluster.gpus / gpus))
+    return max(1, min(fit, cap or fit))
+
+
+def describe_plan(plan: Plan, cluster: ClusterInfo | None = None) -> str:
+    """The dry-run report."""
+    cluster = cluster or local_cluster_info()
+    j = plan.jobs
+    est = estimate(plan, cluster)
+    lines = [
+        f"sweep {plan.spec.name!r} -> {plan.spec.store}",
+        f"  grid points:        {plan.points} ({len(plan.trials)} unique trials)",
+        f"  already done:       {len(plan.done)}" + (f" (plus {len(plan.retry)} failed to retry)" if plan.retry else ""),
+        f"  to run:             {len(plan.todo)}",
+        f"  stage A (models):   {len(j.base_models)} needed, {len(j.base_models) - len(plan.cached_models)} to train",
+        f"  stage B (maps):     {len(j.maps)} needed, {len(j.maps) - len(plan.cached_maps)} to compute",
+        f"  estimate:           stage A {format_seconds(est['stage_a_seconds'])}, "
+        f"stage B {format_seconds(est['stage_b_seconds'])}, trials {format_seconds(est['trial_seconds'])} "
+        f"(compute time), {est['parallel_trials']} trials at once on {cluster.where} "
+        f"-> about {format_seconds(est['wall_seconds'])} wall",
+    ]
+    return "\n".join(lines)
+
+
+# --- Ray -------------------------------------------------------------------------------------------
+def connect(address: str | None = None, verbose: bool = False) -> bool:
+    """Connect to a cluster (address, or RAY_ADDRESS as `ray job submit` sets it) or start a local one.
+
+    Returns True when this call started Ray (the caller shuts it down). A local cluster started here
+    runs without token authentication: it is private to this process tree.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, **kwargs)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+def ray_cluster_info(where: str = "the Ray cluster") -> ClusterInfo:
+    import ray
+
+    res = ray.cluster_resources()
+    return ClusterInfo(cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), where=where)
+
+
+def _stage_task(stage: str, spec: TrialSpec, store: Store, device: str) -> str:
+    from roar import pipeline
+
+    ensure = pipeline.ensure_base_model if stage == "A" else pipeline.ensure_maps
+    return ensure(spec, store, pipeline.pick_device(device))
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps the worker's exception
+    return f"{type(cause).__name__}: {cause}"
+
+
+def run_stages(plan: Plan, out: Out) -> dict[str, str]:
+    """Stage A then B as Ray tasks; each map set starts as soon as its base model is ready.
+
+    Returns {maps_key: error} for map sets that could not be made (their trials get failed rows).
+    """
+    import ray
+
+    res, j = plan.spec.resources, plan.jobs
+    task = ray.remote(_stage_task).options(num_cpus=res.stage_cpus, num_gpus=res.stage_gpus,
+                                           max_retries=res.max_failures)
+    device, store = res.device, plan.store
+    maps_of: dict[str, list[str]] = {}
+    for m, b in j.maps_base.items():
+        if m not in plan.cached_maps:
+            maps_of.setdefault(b, []).append(m)
+    pending: dict = {}
+    errors: dict[str, str] = {}
+
+    def submit_maps(base_key: str) -> None:
+        for m in maps_of.get(base_key, []):
+            pending[task.remote("B", j.maps[m], store, device)] = ("B", m)
+
+    for b in maps_of:  # only base models whose maps are still missing
+        if b in plan.cached_models:
+            submit_maps(b)
+        else:
+            pending[task.remote("A", j.base_models[b], store, device)] = ("A", b)
+    n_a = sum(1 for s, _ in pending.values() if s == "A")
+    n_b = sum(len(v) for v in maps_of.values())
+    if not pending:
+        return errors
+    out(f"[{plan.spec.name}] stage A: {n_a} base model(s) to train, stage B: {n_b} map set(s) to compute")
+    done_a = done_b = 0
+    start = time.monotonic()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        stage, key = pending.pop(ready[0])
+        try:
+            ray.get(ready[0])
+            error = None
+        except Exception as exc:  # noqa: BLE001 - a failed stage fails its trials, not the sweep
+            error = _error_text(exc)
+        if stage == "A":
+            done_a += 1
+            if error:
+                for m in maps_of.get(key, []):
+                    errors[m] = f"stage A (base model {key}) failed: {error}"
+            else:
+                submit_maps(key)
+        else:
+            done_b += 1
+            if error:
+                errors[key] = f"stage B (maps {key}) failed: {error}"
+        out(f"[{plan.spec.name}] stage A {done_a}/{n_a}, stage B {done_b}/{n_b} "
+            f"({format_seconds(time.monotonic() - start)})" + (f": {stage} {key} failed: {error}" if error else ""))
+    return errors
+
+
+@dataclass
+class SweepResult:
+    total: int
+    ok: int
+    failed: int
+    missing: int
+    ran: int
+    seconds: float
+    interrupted: bool = False
+    store_error: str | None = None
+    tune_errors: int = 0
+    nodes: int = 0                 # Ray nodes that ran trials in this run
+    recovered: int = 0             # trials restarted after their worker or node died
+
+    @property
+    def exit_code(self) -> int:
+        if self.store_error:
+            return 3
+        if self.interrupted:
+            return 130
+        return 0 if self.missing == 0 else 1
+
+
+def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = False, verbose: bool = False,
+        out: Out = print, resume_command: str | None = None, progress_interval: float = 5.0) -> SweepResult:
+    """Run every missing trial of the spec; returns the counts after the run."""
+    start = time.monotonic()
+    resume = resume_command or f"roar run {shlex.quote(spec.source)}"
+    plan = make_plan(spec, retry_failed=retry_failed)
+    if plan.pruned:
+        out(f"[{spec.name}] {len(plan.pruned)} truncated or empty row file(s) deleted; their trials run again")
+    if not plan.todo:
+        out(f"[{spec.name}] all {len(plan.trials)} trials already done in {spec.store}; nothing to run")
+        return _summary(plan, start, ran=0)
+    out(f"[{spec.name}] {len(plan.trials)} trials, {len(plan.done)} already done, {len(plan.todo)} to run")
+    started_ray = connect(address, verbose)
+    try:
+        stage_errors = run_stages(plan, out)
+        todo = _record_stage_failures(plan, stage_errors, out)
+        store_error, tune_errors, callback = None, 0, None
+        if todo:
+            store_error, tune_errors, callback = _run_trials(plan, todo, out, progress_interval, verbose)
+        result = _summary(plan, start, ran=len(plan.todo), store_error=store_error, tune_errors=tune_errors)
+        if callback is not None:
+            result.nodes, result.recovered = len(callback.nodes), callback.recovered
+    except KeyboardInterrupt:
+        result = _summary(plan, start, ran=0)
+        result.interrupted = True
+    finally:
+        if started_ray:
+            import ray
+            ray.shutdown()
+    if result.missing and not result.store_error and not result.tune_errors:
+        result.interrupted = True
+    _print_outcome(spec, result, resume, out)
+    return result
+
+
+def _record_stage_failures(plan: Plan, errors: dict[str, str], out: Out) -> list[TrialSpec]:
+    """Failed rows for the trials whose maps could not be made; returns the trials left to run."""
+    if not errors:
+        return list(plan.todo)
+    left = []
+    for t in plan.todo:
+        error = errors.get(t.maps_key())
+        if error is None:
+            left.append(t)
+        else:
+            rows.write_row(plan.store, rows.failed_row(t, plan.spec.name, error))
+    out(f"[{plan.spec.name}] {len(plan.todo) - len(left)} trial(s) recorded as failed because a stage failed")
+    return left
+
+
+def _tune_storage(plan: Plan) -> str:
+    """Where Tune keeps its own bookkeeping (not results): beside the rows for a local store."""
+    if plan.store.is_local:
+        return os.path.join(plan.store.root, "_tune")
+    return os.path.join(tempfile.gettempdir(), "roar-tune")
+
+
+def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, verbose: bool):
+    from ray import tune
+
+    from .trainable import run_one
+
+    # Tune's per-trial JSON/CSV/TensorBoard loggers duplicate what the row holds; skip their I/O.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # ... which makes the ResultGrid warn that it found no metrics files: we do not use them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if not verbose:
+        # Tune's newer console output prints its header boxes even at verbose=0; the legacy one is silent.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    spec, res = plan.spec, plan.spec.resources
+    specs = {t.trial_id: t for t in todo}
+    trainable = tune.with_parameters(run_one, specs=specs, store=plan.store, sweep_name=spec.name,
+                                     device=res.device)
+    trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    progress = Progress(total=len(plan.trials), already_done=len(plan.done) + len(plan.todo) - len(todo),
+                        name=spec.name, out=out, interval=interval)
+    stopper = StoreFaultStopper()
+    callback = TuneProgress(progress, out)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial_id": tune.grid_search(list(specs))},
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
+                                    max_concurrent_trials=res.max_concurrent_trials,
+                                    trial_dirname_creator=lambda trial: trial.config["trial_id"]),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=_tune_storage(plan),
+            verbose=2 if verbose else 0,
+            stop=stopper,
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=res.max_failures),
+        ),
+    )
+    results = tuner.fit()
+    progress.show(force=True)
+    return stopper.error, results.num_errors, callback
+
+
+def _summary(plan: Plan, start: float, ran: int, store_error: str | None = None, tune_errors: int = 0):
+    ids = {t.trial_id for t in plan.trials}
+    try:
+        table = rows.read_all(plan.store, ["trial_id", "status"])
+        status = {t: s for t, s in zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())
+                  if t in ids}
+    except OSError as exc:  # the store itself failed; report what is known
+        store_error = store_error or f"reading the store failed: {exc}"
+        status = {}
+    ok = sum(1 for s in status.values() if s == "ok")
+    return SweepResult(total=len(ids), ok=ok, failed=len(status) - ok, missing=len(ids) - len(status), ran=ran,
+                       seconds=time.monotonic() - start, store_error=store_error, tune_errors=tune_errors)
+
+
+def _print_outcome(spec: SweepSpec, r: SweepResult, resume: str, out: Out) -> None:
+    out(f"[{spec.name}] {r.ok} ok, {r.failed} failed, {r.missing} missing of {r.total} trials "
+        f"in {format_seconds(r.seconds)}; rows in {spec.store}")
+    if r.nodes > 1 or r.recovered:
+        out(f"[{spec.name}] trials ran on {r.nodes} node(s); {r.recovered} restarted after a lost worker/node")
+    if r.failed:
+        out(f"[{spec.name}] failed trials keep a row with the error: `roar status {spec.store}` lists them; "
+            f"`{resume} --retry-failed` runs them again")
+    if r.store_error:
+        out(f"[{spec.name}] STOPPED: the results store failed: {r.store_error}\n"
+            f"  rows written before the fault are intact; fix the store, then rerun `{resume}` to finish")
+    elif r.interrupted:
+        out(f"[{spec.name}] interrupted with {r.missing} trial(s) missing; finished rows are kept. "
+            f"Resume with the same command: {resume}")
+    elif r.missing:
+        out(f"[{spec.name}] {r.missing} trial(s) ended without a row ({r.tune_errors} Tune error(s), "
+            f"e.g. a worker crashed more than max_failures times); rerun `{resume}` to retry them")
+
+
+def argv_command() -> str:
+    """The command line that started this process, for the resume hint."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv else "roar"
+    return " ".join(shlex.quote(a) for a in ["roar" if prog in ("roar", "__main__.py") else prog, *sys.argv[1:]])

@@ -1,0 +1,433 @@
+"""The sweep spec: a YAML file -> a validated ``SweepSpec``, with every problem reported at once.
+
+A spec names a results store, the resources each trial gets, and the grid. Every field of
+``roar.spec.TrialSpec`` may be fixed (one value for all trials) or an axis (a list of values the grid
+crosses). Example (``specs/demo.yaml`` is a full one)::
+
+    name: demo                      # sweep name, stored in every row's `sweep` column
+    description: free text          # optional, ignored by the runner
+    store: results/demo             # local folder, file://, s3://bucket/prefix or gs://bucket/prefix
+    storage:                        # optional; only for S3-compatible servers (MinIO, Ceph, moto)
+      endpoint_url: http://localhost:9000
+    resources:                      # all optional
+      cpus_per_trial: 1             # CPUs reserved per trial (> 0; fractions allowed)
+      gpus_per_trial: 0.25          # GPUs per trial (>= 0; 0.25 packs four retrains on one GPU)
+      max_concurrent_trials: 4      # at most this many trials at once (default: as many as fit)
+      device: auto                  # auto | cpu | cuda: torch device inside trials
+      cpus_per_stage: 1             # stage A/B tasks (base model, maps); default: cpus_per_trial
+      gpus_per_stage: 1             # default: gpus_per_trial
+      max_failures: 2               # retries of a trial whose worker or node died (not of trial errors)
+    fixed:                          # TrialSpec fields with one value
+      model: small_cnn
+      epochs: 2
+      options: {leakage_epochs: 2}  # protocol-specific options: a mapping of scalars
+    axes:                           # TrialSpec fields with a list of values: the grid crosses them
+      attribution: [saliency, integrated_gradients, smoothgrad, random]
+      fraction: [0.1, 0.3, 0.5, 0.7, 0.9]
+      seed: [0, 1]
+    datasets:                       # optional: datasets with their own settings (one grid point each)
+      - {name: fashion_mnist, subset: 2000, test_subset: 1000, root: null}
+    postprocess:                    # optional: post-processings with their parameters
+      - {name: identity}
+      - {name: gaussian, sigma: [1, 2]}
+      - {name: max_filter, filter_size: 3}
+    protocols:                      # optional: protocols with their own fill / selection / retrain mode
+      - {name: roar, fill: mean}
+      - {name: road_morf, fill: road}
+
+Rules:
+- Inside a ``datasets``, ``postprocess`` or ``protocols`` entry a list crosses its values within that
+  entry: ``{name: gaussian, sigma: [1, 2]}`` is two grid points. Entries take the keys listed in
+  ``DATASET_ENTRY_KEYS`` / ``POSTPROCESS_ENTRY_KEYS`` / ``PROTOCOL_ENTRY_KEYS``; omitted keys fall back
+  to ``fixed`` (then to the TrialSpec default). An entry may also be just a name: ``- identity``.
+- A field may appear in only one place: ``fixed``, ``axes``, or an entry list.
+- Numbers are normalised to the field's type (``sigma: 1`` is ``1.0``), so the same spec always gives
+  the same trial ids.
+- A trial is identified by its TrialSpec alone, not by the sweep name: two specs that share grid
+  points share their rows in a common store.
+
+``load_spec`` parses and validates; every problem (unknown names with the closest valid one, sigma < 0,
+fractions outside (0, 1), empty or duplicated axis values, wrong types, unknown keys, missing dataset
+files, GPUs asked for but absent, more CPUs per trial than the cluster has, an unwritable store) goes
+into one ``SpecError`` before Ray starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import yaml
+
+from roar.spec import TrialSpec
+
+from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
+
+TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "fixed", "axes", "datasets",
+                  "postprocess", "protocols")
+STORAGE_KEYS = ("endpoint_url",)
+DEVICES = ("auto", "cpu", "cuda")
+# datasets entry key -> TrialSpec field
+DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
+                      "image_size": "image_size", "data_seed": "data_seed"}
+# postprocess entry key -> TrialSpec field
+POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size"}
+# protocols entry key -> TrialSpec field
+PROTOCOL_ENTRY_KEYS = {"name": "protocol", "fill": "fill", "selection": "selection", "retrain_mode": "retrain_mode"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A spec has problems; the message lists all of them, one per line."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        head = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the sweep spec"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each trial and each stage task reserves on the Ray cluster."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int | None = None
+    device: str = "auto"
+    cpus_per_stage: float | None = None
+    gpus_per_stage: float | None = None
+    max_failures: int = 2
+
+    @property
+    def stage_cpus(self) -> float:
+        return self.cpus_per_trial if self.cpus_per_stage is None else self.cpus_per_stage
+
+    @property
+    def stage_gpus(self) -> float:
+        return self.gpus_per_trial if self.gpus_per_stage is None else self.gpus_per_stage
+
+
+@dataclass
+class SweepSpec:
+    """A parsed spec. ``groups`` is the grid: the product over groups of one choice each, where a
+    choice is a dict of TrialSpec fields; merged over ``fixed`` it gives one TrialSpec."""
+
+    name: str
+    store: str
+    resources: Resources = field(default_factory=Resources)
+    endpoint_url: str | None = None
+    fixed: dict = field(default_factory=dict)
+    groups: list[tuple[str, list[dict]]] = field(default_factory=list)
+    description: str = ""
+    source: str = "<spec>"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """Resources the sweep can use: this machine, or the Ray cluster it is connected to."""
+
+    cpus: float
+    gpus: float
+    where: str = "this machine"
+
+
+def local_cluster_info() -> ClusterInfo:
+    import torch  # only here: parsing a spec must not need torch
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return ClusterInfo(cpus=float(cpus), gpus=float(torch.cuda.device_count()), where="this machine")
+
+
+# --- sections --------------------------------------------------------------------------------------
+def _unknown_field(where: str, name, problems: Problems) -> None:
+    problems.add(where, unknown_message("trial field", name, TRIAL_FIELDS))
+
+
+def _parse_fixed(raw, problems: Problems) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.add("fixed", f"must be a mapping of TrialSpec field: value, got {type(raw).__name__}")
+        return {}
+    fixed = {}
+    for name, value in raw.items():
+        if name not in TRIAL_FIELDS:
+            _unknown_field(f"fixed.{name}", name, problems)
+            continue
+        if isinstance(value, list) and name != "options":
+            problems.add(f"fixed.{name}", f"is a list {value!r}; a list of values belongs under axes")
+            continue
+        n_before = len(problems)
+        v = check_value(name, value, f"fixed.{name}", problems)
+        if len(problems) == n_before:
+            fixed[name] = v
+    return fixed
+
+
+def _check_list(values, field_name: str, where: str, problems: Problems, allow_scalar: bool) -> list:
+    """Validate the values of an axis (or an entry key) and report duplicates; returns the good ones."""
+    if not isinstance(values, list):
+        if allow_scalar:
+            values = [values]
+        else:
+            problems.add(where, f"an axis must be a list of values, got {type(values).__name__} {values!r}; "
+                                f"put a single value under fixed")
+            return []
+    if not values:
+        problems.add(where, f"{field_name} axis is empty; give at least one value")
+        return []
+    good, seen = [], {}
+    for i, value in enumerate(values):
+        n_before = len(problems)
+        v = check_value(field_name, value, f"{where}[{i}]", problems)
+        if len(problems) != n_before:
+            continue
+        key = hashable(v)
+        if key in seen:
+            problems.add(where, f"duplicate value {value!r} (positions {seen[key]} and {i}); "
+                                f"each value may appear once")
+            continue
+        seen[key] = i
+        good.append(v)
+    return good
+
+
+def _parse_axes(raw, problems: Problems) -> list[tuple[str, list[dict]]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        problems.add("axes", f"must be a mapping of TrialSpec field: [values], got {type(raw).__name__}")
+        return []
+    groups = []
+    for name, values in raw.items():
+        if name not in TRIAL_FIELDS:
+            _unknown_field(f"axes.{name}", name, problems)
+            continue
+        good = _check_list(values, name, f"axes.{name}", problems, allow_scalar=False)
+        groups.append((f"axes.{name}", [{name: v} for v in good]))
+    return groups
+
+
+def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) -> list[dict]:
+    """A list of entries (datasets / postprocess); each entry's list values cross within the entry."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        problems.add(section, f"must be a non-empty list of entries like {{name: ...}}, got {raw!r}")
+        return []
+    choices, seen = [], {}
+    for i, entry in enumerate(raw):
+        where = f"{section}[{i}]"
+        if isinstance(entry, str):  # `- identity` is shorthand for `- {name: identity}`
+            entry = {"name": entry}
+        if not isinstance(entry, Mapping):
+            problems.add(where, f"must be a mapping with keys {sorted(keys)}, got {entry!r}")
+            continue
+        if "name" not in entry:
+            problems.add(where, f"needs a 'name'; keys are {sorted(keys)}")
+            continue
+        per_key = []
+        for key, value in entry.items():
+            if key not in keys:
+                problems.add(f"{where}.{key}", unknown_message(f"{section} key", key, keys))
+                continue
+            good = _check_list(value, keys[key], f"{where}.{key}", problems, allow_scalar=True)
+            per_key.append([(keys[key], v) for v in good])
+        for combo in _product(per_key):
+            choice = dict(combo)
+            ident = tuple(sorted((k, hashable(v)) for k, v in choice.items()))
+            if ident in seen:
+                problems.add(where, f"duplicates {section}[{seen[ident]}] ({choice})")
+                continue
+            seen[ident] = i
+            choices.append(choice)
+    return choices
+
+
+def _product(lists: list[list]):
+    out = [[]]
+    for options in lists:
+        out = [prev + [o] for prev in out for o in options]
+    return out
+
+
+def _parse_resources(raw, problems: Problems) -> Resources:
+    if raw is None:
+        return Resources()
+    if not isinstance(raw, Mapping):
+        problems.add("resources", f"must be a mapping, got {type(raw).__name__}")
+        return Resources()
+    names = [f.name for f in dataclasses.fields(Resources)]
+    values = {}
+    for key, value in raw.items():
+        where = f"resources.{key}"
+        if key not in names:
+            problems.add(where, unknown_message("resources key", key, names))
+        elif key == "device":
+            if value not in DEVICES:
+                problems.add(where, unknown_message("device", value, DEVICES))
+            else:
+                values[key] = value
+        elif key in ("max_concurrent_trials", "max_failures"):
+            low = 1 if key == "max_concurrent_trials" else 0
+            if value is None and key == "max_concurrent_trials":
+                values[key] = None
+            elif not is_int(value) or value < low:
+                problems.add(where, f"must be an integer >= {low}, got {value!r}")
+            else:
+                values[key] = value
+        elif value is None and key.endswith("_stage"):
+            values[key] = None
+        elif not is_number(value) or value < 0 or (key.startswith("cpus") and value == 0):
+            low = "> 0" if key.startswith("cpus") else ">= 0 (fractions allowed)"
+            problems.add(where, f"must be a number {low}, got {value!r}")
+        else:
+            values[key] = float(value)
+    res = Resources(**values)
+    if res.device == "cuda" and res.gpus_per_trial == 0:
+        problems.add("resources.device", "cuda needs resources.gpus_per_trial > 0: Ray hides GPUs from "
+                                         "trials that reserve none")
+    if res.device == "cpu" and (res.gpus_per_trial > 0 or (res.gpus_per_stage or 0) > 0):
+        problems.add("resources.device", "cpu with gpus_per_trial/gpus_per_stage > 0 reserves GPUs that "
+                                         "trials never use; set device: auto or cuda, or gpus to 0")
+    return res
+
+
+# --- the whole spec --------------------------------------------------------------------------------
+def parse_spec(data, source: str = "<spec>", store: str | None = None,
+               cluster: ClusterInfo | None = None, check_environment: bool = True) -> SweepSpec:
+    """Validate a spec mapping; raise one SpecError listing every problem.
+
+    store: overrides the spec's store (``roar run --store``). cluster: the resources to check against
+    (default: this machine). check_environment: also check dataset files, the store's writability and
+    the cluster's CPUs/GPUs (off for pure parsing, e.g. in ``roar status``).
+    """
+    problems = Problems()
+    if not isinstance(data, Mapping):
+        raise SpecError(source, [f"the spec must be a YAML mapping with keys {list(TOP_LEVEL_KEYS)}, "
+                                 f"got {type(data).__name__}"])
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.add(str(key), unknown_message("top-level key", key, TOP_LEVEL_KEYS))
+
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        problems.add("name", f"must be a short name of letters, digits, '-', '_', '.', got {name!r}")
+    store_uri = store if store is not None else data.get("store")
+    if not isinstance(store_uri, str) or not store_uri.strip():
+        problems.add("store", f"must be a folder or an s3:// / gs:// URI, got {store_uri!r}")
+        store_uri = None
+    endpoint_url = _parse_storage(data.get("storage"), problems)
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        problems.add("description", f"must be text, got {type(description).__name__}")
+
+    resources = _parse_resources(data.get("resources"), problems)
+    fixed = _parse_fixed(data.get("fixed"), problems)
+    groups = _parse_axes(data.get("axes"), problems)
+    datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems)
+    post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems)
+    protocols = _parse_entries(data.get("protocols"), "protocols", PROTOCOL_ENTRY_KEYS, problems)
+    for section, choices, keys in (("datasets", datasets, DATASET_ENTRY_KEYS),
+                                   ("postprocess", post, POSTPROCESS_ENTRY_KEYS),
+                                   ("protocols", protocols, PROTOCOL_ENTRY_KEYS)):
+        if choices:
+            # omitted entry keys fall back to fixed values; the name itself must come from the entry
+            defaults = {f: fixed.pop(f) for f in list(keys.values())[1:] if f in fixed}
+            groups.append((section, [{**defaults, **c} for c in choices]))
+    _check_overlaps(fixed, groups, problems)
+
+    spec = SweepSpec(name=name if isinstance(name, str) else "", store=store_uri or "", resources=resources,
+                     endpoint_url=endpoint_url, fixed=fixed, groups=groups,
+                     description=description if isinstance(description, str) else "", source=source)
+    if check_environment:
+        problems.extend(environment_problems(spec, cluster or local_cluster_info(),
+                                             check_store=store_uri is not None))
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _parse_storage(raw, problems: Problems) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.add("storage", f"must be a mapping with keys {list(STORAGE_KEYS)}, got {raw!r}")
+        return None
+    for key in raw:
+        if key not in STORAGE_KEYS:
+            problems.add(f"storage.{key}", unknown_message("storage key", key, STORAGE_KEYS) +
+                         " (credentials come from the environment, never from the spec)")
+    url = raw.get("endpoint_url")
+    if url is not None and (not isinstance(url, str) or "://" not in url):
+        problems.add("storage.endpoint_url", f"must be a URL like http://host:9000, got {url!r}")
+        return None
+    return url
+
+
+def _check_overlaps(fixed: dict, groups, problems: Problems) -> None:
+    """A field set in two places would make the grid ambiguous."""
+    owner = {f: "fixed" for f in fixed}
+    for where, choices in groups:
+        for f in sorted({k for c in choices for k in c}):
+            if f in owner and owner[f] != where:
+                problems.add(where, f"{f} is also given in {owner[f]}; set each field in one place")
+            owner.setdefault(f, where)
+
+
+def environment_problems(spec: SweepSpec, cluster: ClusterInfo, check_store: bool = True) -> list[str]:
+    """Problems only the running environment reveals: data files, resources, store writability."""
+    from roar.datasets import dataset_available
+    from roar.storage import Store
+
+    problems = Problems()
+    res = spec.resources
+    want_gpus = max(res.gpus_per_trial, res.stage_gpus)
+    if want_gpus > 0 and cluster.gpus < want_gpus:
+        problems.add("resources", f"gpus_per_trial={res.gpus_per_trial:g}, gpus_per_stage={res.stage_gpus:g} "
+                                  f"but {cluster.where} has {cluster.gpus:g} GPU(s); set them to 0 to run on CPU")
+    if res.device == "cuda" and cluster.gpus == 0:
+        problems.add("resources.device", f"cuda requested but {cluster.where} has no GPU")
+    for key, want in (("cpus_per_trial", res.cpus_per_trial), ("cpus_per_stage", res.stage_cpus)):
+        if want > cluster.cpus:
+            problems.add(f"resources.{key}", f"{want:g} exceeds the {cluster.cpus:g} CPU(s) of {cluster.where}; "
+                                             f"no trial could ever start")
+    for name, root in sorted(_dataset_roots(spec), key=str):
+        message = dataset_available(name, root)
+        if message:
+            problems.add(f"dataset {name}", message)
+    if check_store:
+        message = Store(spec.store, spec.endpoint_url).check_writable()
+        if message:
+            problems.add("store", message)
+    return list(problems)
+
+
+def projected_grid(spec: SweepSpec, fields: tuple[str, ...]) -> set[tuple]:
+    """The distinct combinations of `fields` the grid uses (without expanding the whole grid)."""
+    default = TrialSpec()
+    combos = [{f: spec.fixed.get(f, getattr(default, f)) for f in fields}]
+    for _, choices in spec.groups:
+        projections = {tuple((k, c[k]) for k in fields if k in c) for c in choices}
+        if projections != {()}:
+            combos = [{**base, **dict(p)} for base in combos for p in projections]
+    return {tuple(c[f] for f in fields) for c in combos}
+
+
+def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:
+    return projected_grid(spec, ("dataset", "data_root"))
+
+
+def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
+              check_environment: bool = True) -> SweepSpec:
+    """Read and validate a YAML spec file (see the module docstring for the format)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(path, [f"spec file not found: {os.path.abspath(path)}"]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(path, [f"not valid YAML: {exc}"]) from None
+    return parse_spec(data, source=path, store=store, cluster=cluster, check_environment=check_environment)

@@ -1,0 +1,105 @@
+"""`roar compact`: per-trial rows merged into dataset=/protocol= partitions, no row lost, idempotent."""
+from __future__ import annotations
+
+import pytest
+
+from roar.storage import Store
+from sweep import compact as compact_mod
+from sweep import rows
+from sweep.compact import CompactError, compact
+
+from test_sweep_rows import make_row
+
+
+def stored(store: Store) -> dict:
+    """trial_id -> full row dict, over row files and compacted parts."""
+    return {r["trial_id"]: r for r in rows.read_all(store).to_pylist()}
+
+
+def files(store: Store) -> list[str]:
+    return store.list("")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "store"))
+    for i in range(8):
+        rows.write_row(s, make_row(i, status="failed" if i == 5 else "ok",
+                                   dataset=("synthetic", "digits")[i % 2], protocol=("roar", "kar")[i // 4]))
+    return s
+
+
+def test_compaction_keeps_every_row(store):
+    before = stored(store)
+    report = compact(store)
+    after = stored(store)
+    assert after == before                       # every column of every row, failed one included
+    assert store.list("rows") == []
+    parts = files(store)
+    assert len(parts) == 4 and all(k.startswith("compacted/dataset=") for k in parts)
+    assert sorted(k.rsplit("/", 1)[0] for k in parts) == [
+        "compacted/dataset=digits/protocol=kar", "compacted/dataset=digits/protocol=roar",
+        "compacted/dataset=synthetic/protocol=kar", "compacted/dataset=synthetic/protocol=roar"]
+    assert (report.row_files_merged, report.trials_before, report.trials_after) == (8, 8, 8)
+    # each part holds only its partition's rows
+    for key in parts:
+        table = rows.read_row_file(store, key, ["dataset", "protocol"])
+        d, p = key.split("/")[1][8:], key.split("/")[2][9:]
+        assert set(table.column("dataset").to_pylist()) == {d} and set(table.column("protocol").to_pylist()) == {p}
+
+
+def test_compaction_is_idempotent(store):
+    compact(store)
+    parts, content = files(store), stored(store)
+    report = compact(store)
+    assert report.partitions_written == [] and report.row_files_merged == 0
+    assert files(store) == parts and stored(store) == content
+
+
+def test_new_rows_and_a_retried_trial_merge_into_existing_parts(store):
+    compact(store)
+    failed_id = make_row(5, dataset="digits", protocol="kar")["trial_id"]
+    rows.write_row(store, make_row(5, status="ok", dataset="digits", protocol="kar", finished_minute=3))
+    rows.write_row(store, make_row(20, dataset="synthetic", protocol="roar"))
+    compact(store)
+    after = stored(store)
+    assert len(after) == 9 and after[failed_id]["status"] == "ok"
+    assert len(files(store)) == 4 and store.list("rows") == []
+    table = rows.read_rows(store, files(store), ["trial_id"])
+    assert table.num_rows == 9                    # the failed version is gone, not duplicated
+
+
+def test_interrupted_compaction_leaves_duplicates_that_the_next_one_merges(store):
+    compact(store)
+    part = next(k for k in files(store) if "dataset=synthetic/protocol=roar" in k)
+    # as if a compaction crashed after writing a new part but before deleting the old one
+    store.write_bytes(part.replace("part-", "part-zz"), store.read_bytes(part))
+    assert rows.read_rows(store, files(store), ["trial_id"]).num_rows == 10
+    compact(store)
+    assert rows.read_rows(store, files(store), ["trial_id"]).num_rows == 8
+    assert len(files(store)) == 4
+
+
+def test_damaged_row_file_is_reported_not_merged(store, tmp_path):
+    bad = make_row(30)
+    (tmp_path / "store" / "rows" / f"{bad['trial_id']}.parquet").write_bytes(b"PAR1trunc")
+    report = compact(store)
+    assert report.bad_row_files == [rows.row_key(bad["trial_id"])]
+    assert store.list("rows") == [rows.row_key(bad["trial_id"])]  # left for `roar run` to redo
+    assert len(stored(store)) == 8
+
+
+def test_failed_verification_deletes_nothing(store, monkeypatch):
+    before_files, before = files(store), stored(store)
+    real = rows.read_row_file
+
+    def lossy(s, key, columns=None):
+        table = real(s, key, columns)
+        return table.slice(1) if key.startswith("compacted/") else table  # the new part "lost" a row
+
+    monkeypatch.setattr(compact_mod.rows, "read_row_file", lossy)
+    with pytest.raises(CompactError, match="inputs were kept"):
+        compact(store)
+    monkeypatch.undo()
+    assert set(before_files) <= set(files(store))  # all row files still there
+    assert stored(store) == before

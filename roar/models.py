@@ -47,7 +47,8 @@ class SmallCNN(nn.Module):
             _conv_bn(width, 2 * width), nn.MaxPool2d(2),
             _conv_bn(2 * width, 4 * width), nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        # a 4x4 spatial head (not global pooling) learns in far fewer steps on small data
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * 4 * width, num_classes))
         self.cam_layer = self.features[-2]
 
     def forward(self, x):

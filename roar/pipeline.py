@@ -130,11 +130,11 @@ def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bo
     start = time.perf_counter()
     maps = {}
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
-        xf = x.float().div_(255)
-        target = resolve_targets(model, xf, y, spec.target, device)
-        maps[split] = compute_maps(model, xf, target, spec.attribution, reduction=spec.reduction,
+        # uint8 in: compute_maps scales per batch, so the split is never held as float32 twice
+        target = resolve_targets(model, x, y, spec.target, device)
+        maps[split] = compute_maps(model, x, target, spec.attribution, reduction=spec.reduction,
                                    sign=spec.sign, seed=spec.seed, batch_size=batch_size, device=device,
-                                   index=split_index(split, xf.shape[0], "cpu"), progress=progress)
+                                   index=split_index(split, x.shape[0], "cpu"), progress=progress)
     meta = {"seconds": time.perf_counter() - start, "device": device_label(device),
             "fields": {k: getattr(spec, k) for k in TrialSpec.MAPS_FIELDS}}
     save_maps(store, key, maps, meta)

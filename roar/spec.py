@@ -24,8 +24,8 @@ class TrialSpec:
     model: str = "small_cnn"
     width: int = 16
     epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
+    batch_size: int = 32
+    lr: float = 0.1
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4

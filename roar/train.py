@@ -20,8 +20,8 @@ from .registry import lookup
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05                 # peak learning rate
+    batch_size: int = 32
+    lr: float = 0.1                  # peak learning rate
     optimizer: str = "sgd"           # sgd | adam
     momentum: float = 0.9
     weight_decay: float = 5e-4

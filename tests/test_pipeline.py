@@ -23,7 +23,7 @@ def store(tmp_path):
 
 def _spec(**kw):
     base = dict(dataset="synthetic", subset=600, test_subset=300, model="small_cnn", width=8, epochs=2,
-                batch_size=64, lr=0.05, attribution="saliency", fraction=0.5)
+                batch_size=32, lr=0.1, attribution="saliency", fraction=0.5)
     base.update(kw)
     return TrialSpec(**base)
 
@@ -33,7 +33,7 @@ def test_fashion_mnist_roar_two_fractions(store):
     rows = []
     for attribution in ("saliency", "random"):
         for fraction in (0.1, 0.9):
-            spec = _spec(dataset="fashion_mnist", subset=1500, test_subset=500, epochs=2,
+            spec = _spec(dataset="fashion_mnist", subset=1000, test_subset=500, epochs=2,
                          attribution=attribution, fraction=fraction)
             rows.append(pipeline.run_trial(spec, store, "cpu", sweep_name="e2e"))
     assert [r["status"] for r in rows] == ["ok"] * 4, [r.get("error") for r in rows]

@@ -72,6 +72,7 @@ class TrialContext:
                 raw = torch.from_numpy(np.asarray(self.raw_maps[split], dtype=np.float32)).to(self.device)
                 s = self.spec
                 return postprocess_maps(raw, s.postprocess, sigma=s.sigma, filter_size=s.filter_size,
+                                        seed=s.seed, index=self.index(split),
                                         **dict(s.options).get("postprocess_params", {}))
         return self._cached(("maps", split), make)
 

@@ -158,9 +158,12 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
                            ("setup", object)):
             out[col] = pd.Series(dtype=dtype)
         return out
+    # Writers that left accuracy_drop out of a scored row: derive it. Not for diagnostics: a leakage
+    # row's accuracy is the mask probe's, and base minus probe accuracy means nothing.
     drop = out["accuracy_drop"].astype(float)
     fallback = out["base_accuracy"].astype(float) - out["accuracy"].astype(float)
-    out["accuracy_drop"] = drop.where(drop.notna(), fallback)
+    fill = drop.isna() & out["protocol"].isin([p for p, r in PROTOCOL_SCORES.items() if r.column == "accuracy_drop"])
+    out["accuracy_drop"] = drop.where(~fill, fallback)
     score = pd.Series(np.nan, index=out.index)
     for protocol, rule in PROTOCOL_SCORES.items():
         rows = out["protocol"] == protocol

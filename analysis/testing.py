@@ -30,6 +30,7 @@ from .scoring import PROTOCOL_SCORES
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "random")
 # Methods that ignore the model: unchanged by model randomisation (they fail the sanity check).
 MODEL_FREE = ("random", "sobel", "center")
+CURVE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)   # fractions of the fake mif/lif curves
 _INT_COLUMNS = {"subset", "width", "filter_size", "seed", "epochs", "search_trial", "n_test", "schema_version"}
 
 
@@ -113,6 +114,11 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
         acc = base - drop
         row.update(accuracy=acc, base_accuracy=base, accuracy_drop=drop, loss=2.0 * (1 - acc), n_test=1000,
                    removed_fraction_actual=f, seconds_train=1.0, seconds_total=1.5, **_metrics(c, rng))
+        if p in ("mif", "lif"):  # curve protocols: fidelity and the whole curve, the same for every fraction
+            row["fidelity"] = 0.05 + lat.sharpness[m] - 0.2 * c
+            curve = [[g, base - PROTOCOL_SCORES[p].direction * (lat.quality[m, p] + 0.1 * g - effect * c)]
+                     for g in CURVE_GRID]
+            row["curve_json"] = json.dumps(curve)
         return row
 
     for d in datasets:
@@ -160,14 +166,15 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
 def make_rows(rows: list[dict]) -> pd.DataFrame:
     """Hand-written rows for exact tests: each dict overrides the defaults of a successful ROAR row
     (dataset 'synthetic', identity post-processing, fraction 0.5, seed 0); trial_id is derived unless
-    given, and accuracy_drop = base_accuracy - accuracy when both are given."""
+    given, and accuracy_drop = base_accuracy - accuracy for scored protocols when both are given."""
     out = []
     for r in rows:
         row = _base_row(r.get("dataset", "synthetic"), r.get("attribution", "saliency"), r.get("protocol", "roar"),
                         r.get("postprocess", "identity"), r.get("sigma", 0.0), r.get("filter_size", 0),
                         r.get("fraction", 0.5), r.get("seed", 0), r.get("options"))
         row.update({k: v for k, v in r.items() if k != "options"})
-        if row.get("accuracy_drop") is None and row.get("accuracy") is not None and row.get("base_accuracy") is not None:
+        if ("accuracy_drop" not in r and row["protocol"] in PROTOCOL_SCORES and row.get("accuracy") is not None
+                and row.get("base_accuracy") is not None):
             row["accuracy_drop"] = row["base_accuracy"] - row["accuracy"]
         row.setdefault("trial_id", None)
         row["trial_id"] = row["trial_id"] or _trial_id(row)

@@ -1,0 +1,110 @@
+"""Effect of post-processing: paired score(level) - score(raw map), matched on seed.
+
+A difference is formed only between two rows that agree on every identity field except the
+post-processing (dataset, setup, protocol, method, fraction, seed): both come from the same base model
+and the same raw maps, so the seed-to-seed variation of the base model cancels. Positive = the
+post-processing made the method look better under that protocol.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .scoring import level_order, scored, sort_protocols
+from .stats import PAIRED_TESTS, holm, mean_ci, wilson_ci
+
+PAIR_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "seed"]
+CELL_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "level"]
+
+
+def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, seed): score of a post-processed map minus the raw map's score.
+
+    Rows from Optuna searches (``study`` set) are left out: they are analysed in analysis.gaming.
+    """
+    s = scored(df)
+    cols = PAIR_KEYS + ["level", "family", "sigma", "filter_size", "score"]
+    out_cols = PAIR_KEYS + ["level", "family", "sigma", "filter_size", "score", "score_ref", "diff"]
+    if s.empty:
+        return pd.DataFrame(columns=out_cols)
+    # repeated rows for one key (e.g. several sweeps) are averaged so each seed counts once
+    ref = (s[s["is_reference"]].groupby(PAIR_KEYS, dropna=False, as_index=False)["score"].mean()
+           .rename(columns={"score": "score_ref"}))
+    other = (s[~s["is_reference"]][cols]
+             .groupby(PAIR_KEYS + ["level", "family"], dropna=False, as_index=False)
+             .agg(sigma=("sigma", "first"), filter_size=("filter_size", "first"), score=("score", "mean")))
+    pairs = other.merge(ref, on=PAIR_KEYS, how="inner")
+    pairs["diff"] = pairs["score"] - pairs["score_ref"]
+    return pairs[out_cols].reset_index(drop=True)
+
+
+def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.95,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """Per (dataset, setup, protocol, method, fraction, level): mean paired difference with a t CI over
+    seeds, a paired test across seeds, and Holm-adjusted p within each protocol.
+
+    test: 'wilcoxon' (signed-rank, exact for small n) or 'sign'. With 3 seeds the smallest two-sided p
+    either test can give is 0.25, so nothing is significant: the CI and the share of improved cells are
+    then the evidence.
+    """
+    if test not in PAIRED_TESTS:
+        raise KeyError(f"test={test!r} unknown; valid: {sorted(PAIRED_TESTS)}")
+    cols = CELL_KEYS + ["family", "n_pairs", "mean_diff", "ci_low", "ci_high", "median_diff", "p", "p_holm",
+                        "improved", "significant"]
+    if diffs.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for keys, cell in diffs.groupby(CELL_KEYS, dropna=False, sort=True):
+        d = cell["diff"].to_numpy(float)
+        mean, low, high = mean_ci(d, level)
+        rows.append({**dict(zip(CELL_KEYS, keys)), "family": cell["family"].iloc[0], "n_pairs": int(d.size),
+                     "mean_diff": mean, "ci_low": low, "ci_high": high, "median_diff": float(np.median(d)),
+                     "p": PAIRED_TESTS[test](d)})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = np.nan
+    for _, idx in table.groupby("protocol").groups.items():
+        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy(float))
+    table["improved"] = table["mean_diff"] > 0
+    table["significant"] = table["p_holm"] < alpha
+    order = {lv: i for i, lv in enumerate(level_order(diffs.assign(is_reference=False)))}
+    table = table.assign(_o=table["level"].map(order)).sort_values(
+        ["dataset", "setup", "protocol", "attribution", "_o", "fraction"], kind="stable").drop(columns="_o")
+    return table[cols].reset_index(drop=True)
+
+
+def improvement_share(effects: pd.DataFrame, by=("protocol", "family"), level: float = 0.95) -> pd.DataFrame:
+    """How often post-processing raised the score: share of (method, fraction, level) cells with a
+    positive mean difference, with a Wilson CI, and the cells significant after Holm either way."""
+    by = list(by)
+    cols = by + ["n_cells", "n_improved", "share_improved", "ci_low", "ci_high", "n_sig_better", "n_sig_worse"]
+    if effects.empty:
+        return pd.DataFrame(columns=cols)
+    g = effects.groupby(by, dropna=False, sort=True)
+    out = g.agg(n_cells=("mean_diff", "size"), n_improved=("improved", "sum")).reset_index()
+    sig = effects.assign(_b=effects["significant"] & effects["improved"],
+                         _w=effects["significant"] & ~effects["improved"])
+    sig = sig.groupby(by, dropna=False, sort=True).agg(n_sig_better=("_b", "sum"), n_sig_worse=("_w", "sum"))
+    out = out.merge(sig.reset_index(), on=by, how="left")
+    out["share_improved"] = out["n_improved"] / out["n_cells"]
+    low, high = wilson_ci(out["n_improved"].to_numpy(float), out["n_cells"].to_numpy(float), level)
+    out["ci_low"], out["ci_high"] = low, high
+    return sort_protocols(out[cols], by)
+
+
+def overall_change(diffs: pd.DataFrame, by=("protocol", "family"), level: float = 0.95) -> pd.DataFrame:
+    """Mean paired change per protocol and post-processing family, with a CI that treats seeds as the
+    unit: each seed's mean difference over all cells, then a t interval across seeds (within one
+    dataset and setup the seeds are the independent replicates)."""
+    by = list(by)
+    cols = by + ["mean_diff", "ci_low", "ci_high", "n_seeds", "n_pairs", "n_cells"]
+    if diffs.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for keys, part in diffs.groupby(by, dropna=False, sort=True):
+        per_seed = part.groupby(["dataset", "setup", "seed"], dropna=False)["diff"].mean().to_numpy(float)
+        mean, low, high = mean_ci(per_seed, level)
+        n_cells = part.groupby(["dataset", "setup", "attribution", "fraction", "level"], dropna=False).ngroups
+        rows.append({**dict(zip(by, keys if isinstance(keys, tuple) else (keys,))), "mean_diff": mean,
+                     "ci_low": low, "ci_high": high, "n_seeds": int(per_seed.size), "n_pairs": int(len(part)),
+                     "n_cells": int(n_cells)})
+    return sort_protocols(pd.DataFrame(rows, columns=cols), by)

@@ -77,15 +77,16 @@ def kill_session(sid: int) -> int:
 
 
 class SweepProcess:
-    """`roar ...` in its own session with a private Ray temp folder; cleaned up by the fixture."""
+    """`roar ARGS` (or `python SCRIPT ARGS`) in its own session with a private Ray temp folder."""
 
-    def __init__(self, args: list[str], log: Path):
+    def __init__(self, args: list[str], log: Path, script: Path | None = None):
         self.tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
         env.update(RAY_TMPDIR=self.tmp, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
         self.log_path = log
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], cwd=ROOT, env=env,
+        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "sweep.cli"]
+        self.proc = subprocess.Popen([*command, *args], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(self, timeout: float) -> int:
@@ -112,11 +113,12 @@ class SweepProcess:
 
 @pytest.fixture
 def sweep_process(tmp_path):
-    """Start `roar` subprocesses: sweep_process([...args]) -> SweepProcess; all killed at teardown."""
+    """Start subprocesses: sweep_process([...roar args], script=None) -> SweepProcess; every process
+    they started is killed at teardown."""
     started: list[SweepProcess] = []
 
-    def start(args: list[str]) -> SweepProcess:
-        p = SweepProcess(args, tmp_path / f"roar-{len(started)}.log")
+    def start(args: list[str], script: Path | None = None) -> SweepProcess:
+        p = SweepProcess(args, tmp_path / f"roar-{len(started)}.log", script)
         started.append(p)
         return p
 

@@ -1,0 +1,101 @@
+"""End to end on a real local Ray cluster (the session fixture) with the real roar.pipeline.
+
+The tests share one store so stage A/B artifacts trained for the smoke spec are reused by the later
+specs (options and post-processing are not part of the stage keys).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from roar.storage import Store
+from sweep import rows
+from sweep.grid import expand
+from sweep.runner import run
+from sweep.spec import load_spec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e") / "store"
+
+
+def variant(tmp_path: Path, name: str, **changes) -> str:
+    """A copy of the smoke spec with top-level sections replaced."""
+    data = yaml.safe_load((SPECS / "smoke.yaml").read_text())
+    data["name"] = name
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def stored_rows(store_uri: str) -> dict:
+    return {r["trial_id"]: r for r in rows.read_all(Store(store_uri)).to_pylist()}
+
+
+def test_smoke_sweep_then_rerun_skips_everything(ray_session, store_dir):
+    spec = load_spec(str(SPECS / "smoke.yaml"), store=str(store_dir))
+    lines: list[str] = []
+    result = run(spec, out=lines.append)
+    ids = {t.trial_id for t in expand(spec)}
+    got = stored_rows(spec.store)
+    assert (result.total, result.ok, result.failed, result.missing, result.exit_code) == (8, 8, 0, 0, 0)
+    assert set(got) == ids and len(Store(spec.store).list("rows")) == 8
+    assert all(r["status"] == "ok" and r["sweep"] == "smoke" for r in got.values())
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["n_test"] == 256 for r in got.values())
+    assert {(r["attribution"], r["sigma"], r["fraction"]) for r in got.values()} == {
+        (a, s, f) for a in ("saliency", "random") for s in (0.0, 1.0) for f in (0.2, 0.6)}
+    assert "[smoke] stage A: 1 base model(s) to train, stage B: 2 map set(s) to compute" in lines
+    assert any(line.startswith("[smoke] 8/8 done, 0 running, 0 failed") for line in lines)
+    # the stages are cached by content key in the same store
+    assert len(Store(spec.store).list("artifacts/models", suffix=".json")) >= 1
+
+    lines.clear()
+    again = run(spec, out=lines.append)
+    assert again.ran == 0 and (again.ok, again.missing) == (8, 0)
+    assert lines[0] == f"[smoke] all 8 trials already done in {spec.store}; nothing to run"
+    assert stored_rows(spec.store) == got   # untouched: same finished_at, same values
+
+
+def test_failed_trial_writes_a_failed_row_and_the_sweep_goes_on(ray_session, store_dir, tmp_path):
+    path = variant(tmp_path, "fails", axes={"attribution": ["saliency"], "fraction": [0.2],
+                                            "options": [{}, {"fail_for_test": "raise"}]},
+                   postprocess=["identity"])
+    spec = load_spec(path, store=str(store_dir))
+    lines: list[str] = []
+    result = run(spec, out=lines.append)
+    by_option = {r["config_json"].count("fail_for_test"): r for r in stored_rows(spec.store).values()
+                 if r["sweep"] == "fails"}
+    assert (result.ok, result.failed, result.missing, result.exit_code) == (1, 1, 0, 0)
+    assert by_option[0]["status"] == "ok" and by_option[0]["error"] is None
+    assert by_option[1]["status"] == "failed"
+    assert by_option[1]["error"].startswith("RuntimeError: failure requested by option fail_for_test")
+    assert "stage A" not in " ".join(lines)  # base model and maps came from the smoke run's cache
+    assert any("failed trials keep a row with the error" in line for line in lines)
+
+    retry = run(spec, retry_failed=True, out=lines.append)
+    assert retry.ran == 1 and (retry.ok, retry.failed) == (1, 1)
+
+
+def test_stage_failure_fails_its_trials_not_the_sweep(ray_session, store_dir, tmp_path):
+    # synthetic data has 3000 train images: the spec passes validation, loading the data fails in stage A
+    path = variant(tmp_path, "badstage", fixed={"subset": 5000},
+                   axes={"attribution": ["random"], "fraction": [0.2, 0.6]}, postprocess=["identity"])
+    spec = load_spec(path, store=str(store_dir))
+    lines: list[str] = []
+    result = run(spec, out=lines.append)
+    failed = [r for r in stored_rows(spec.store).values() if r["sweep"] == "badstage"]
+    assert (result.ok, result.failed, result.missing) == (0, 2, 0)
+    assert len(failed) == 2
+    assert all(r["status"] == "failed" and r["error"].startswith("stage A (base model ")
+               and "subset=5000" in r["error"] for r in failed)
+    assert "[badstage] 2 trial(s) recorded as failed because a stage failed" in lines

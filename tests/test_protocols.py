@@ -36,6 +36,16 @@ from roar.train import TrainConfig, evaluate, train_model
 N_TRAIN, N_TEST = 1000, 400
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Small tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning threads
+    make these tests several times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
@@ -115,10 +125,14 @@ def test_curve_accuracy_at_fraction_is_the_shared_mask(trained):
 def test_trapezoid_auc_and_grid_validation():
     assert trapezoid_auc([0.0, 0.5, 1.0], [1.0, 0.5, 0.0]) == 0.5
     assert trapezoid_auc([0.0, 0.2, 1.0], [1.0, 1.0, 0.0]) == pytest.approx(0.2 + 0.4)
-    assert curve_fractions([1, 0.5, 0, 0.5]) == [0.0, 0.5, 1.0]
-    for bad in ([0.5], [0.0, 1.5], "0,1", [0, True]):
+    def grid(value):
+        return curve_fractions(_spec(options={"curve_fractions": value}))
+    assert grid([1, 0.5, 0, 0.5]) == [0.0, 0.5, 1.0]
+    assert grid("0, 0.5,1") == [0.0, 0.5, 1.0]      # sweep specs allow scalar options only
+    assert curve_fractions(_spec()) == pytest.approx([0.1 * i for i in range(11)])
+    for bad in ([0.5], [0.0, 1.5], "0,x", [0, True], []):
         with pytest.raises(ValueError, match="curve_fractions"):
-            curve_fractions(bad)
+            grid(bad)
 
 
 # --- ROAD -----------------------------------------------------------------------------------------
@@ -252,7 +266,7 @@ def test_cascading_randomisation_replaces_layers_from_the_top_and_spares_the_bas
 @pytest.mark.parametrize("method", ["saliency", "smoothgrad", "sobel"])
 def test_zero_perturbation_gives_exactly_zero_change(trained, method):
     row = _run(trained, "robustness", NO_MAPS, attribution=method,
-               options={"robustness_images": 24, "input_noise": [0, 0.1], "weight_noise": [0, 0.05]})
+               options={"robustness_images": 24, "input_noise": [0, 0.1], "weight_noise": "0, 0.05"})
     detail = json.loads(row["detail_json"])
     for kind in ("input_noise", "weight_noise"):
         zero = detail[kind][0]
@@ -343,11 +357,15 @@ def test_l2_distance_of_unit_norm_maps():
     assert l2_distance(a, b).tolist() == [0.0, pytest.approx(2 ** 0.5)]
 
 
-def test_probe_subset_is_evenly_spread_and_validated():
-    assert probe_subset(10, 4, "sanity_images").tolist() == [0, 3, 6, 9]
-    assert probe_subset(5, 256, "sanity_images").tolist() == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="sanity_images=1"):
-        probe_subset(10, 1, "sanity_images")
+def test_probe_subset_is_evenly_spread_and_options_are_validated(trained):
+    assert probe_subset(10, 4).tolist() == [0, 3, 6, 9]
+    assert probe_subset(5, 256).tolist() == [0, 1, 2, 3, 4]
+    for protocol, options, message in [("sanity", {"sanity_images": 1}, "sanity_images=1"),
+                                       ("sanity", {"sanity_threshold": 2}, "sanity_threshold=2"),
+                                       ("robustness", {"input_noise": "0,-1"}, "input_noise='0,-1'"),
+                                       ("leakage", {"leakage_epochs": 0}, "leakage_epochs=0")]:
+        with pytest.raises(ValueError, match=message):
+            _run(trained, protocol, NO_MAPS, options=options)
 
 
 # --- removal-based attribution methods and the oracle ---------------------------------------------
@@ -416,8 +434,9 @@ def test_every_new_protocol_runs_through_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setitem(attribution.ATTRIBUTIONS, "true_pixels", ORACLE_ATTRIBUTIONS["true_pixels"])
     pipeline.clear_caches()
     store = Store(str(tmp_path / "store"))
-    options = {"sanity_images": 16, "robustness_images": 16, "input_noise": [0, 0.05], "weight_noise": [0, 0.05],
-               "curve_fractions": [0.0, 0.5, 1.0], "leakage_width": 4, "leakage_epochs": 1}
+    # scalar option values only, as a sweep spec gives them
+    options = {"sanity_images": 16, "robustness_images": 16, "input_noise": "0,0.05", "weight_noise": "0,0.05",
+               "curve_fractions": "0,0.5,1", "leakage_width": 4, "leakage_epochs": 1}
     rows = []
     for protocol in ("road_morf", "road_lerf", "mif", "lif", "leakage", "sanity", "robustness", "groundtruth"):
         spec = _spec(subset=300, test_subset=100, epochs=1, protocol=protocol, attribution="true_pixels",

@@ -12,8 +12,8 @@ row's own order, `accuracy`/`loss` its point at the trial's fraction. Masks come
 removal_mask call (seed, selection, index) as every other protocol, so the point at the trial's
 fraction is the ROAR/KAR mask.
 
-Option curve_fractions: the grid of removed fractions (default 0, 0.1, ..., 1.0). AUC is over the
-grid's span, so with the default it is in units of fraction x accuracy on [0, 1].
+Option curve_fractions: the grid of removed fractions (default 0, 0.1, ..., 1.0; a list or a
+comma-separated string). AUC is over the grid's span, so with the default it is in units of fraction x accuracy on [0, 1].
 """
 from __future__ import annotations
 
@@ -23,20 +23,20 @@ import numpy as np
 
 from ..fills import apply_fill
 from ..removal import removal_mask
+from ..spec import TrialSpec
 from .context import TrialContext
+from .options import number_list
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 10) for i in range(11))
 ORDER_OF = {"mif": "morf", "lif": "lerf"}
 
 
-def curve_fractions(value) -> list[float]:
-    """The validated grid: sorted distinct fractions in [0, 1], at least two."""
-    ok = isinstance(value, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in value)
-    grid = sorted({float(v) for v in value}) if ok else []
+def curve_fractions(spec: TrialSpec) -> list[float]:
+    """The validated grid of option curve_fractions: sorted distinct fractions in [0, 1], at least two."""
+    grid = sorted(set(number_list(spec, "curve_fractions", DEFAULT_FRACTIONS, 0.0, 1.0, "fractions")))
     if len(grid) < 2:
-        raise ValueError(f"option curve_fractions={value!r}: must be a list of at least two distinct fractions "
-                         f"in [0, 1], e.g. {list(DEFAULT_FRACTIONS)}")
+        raise ValueError(f"option curve_fractions={spec.option('curve_fractions')!r}: needs at least two distinct "
+                         "fractions to span a curve")
     return grid
 
 
@@ -68,7 +68,7 @@ def curves_protocol(name: str):
 
     def run(ctx: TrialContext) -> dict:
         s = ctx.spec
-        grid = curve_fractions(s.option("curve_fractions", list(DEFAULT_FRACTIONS)))
+        grid = curve_fractions(s)
         curves = {order: accuracy_curve(ctx, order, grid, s.fill) for order in ("morf", "lerf")}
         auc = {order: trapezoid_auc([p[0] for p in pts], [p[1] for p in pts]) for order, pts in curves.items()}
         at = [p for p in curves[own] if abs(p[0] - s.fraction) < 1e-12]

@@ -21,6 +21,7 @@ import torch
 from ..models import build_model
 from ..train import evaluate, train_model
 from .context import TrialContext
+from .options import positive_int
 
 DEFAULT_MODEL = "small_cnn"
 DEFAULT_WIDTH = 16
@@ -32,13 +33,6 @@ def chance_accuracy(y: torch.Tensor) -> float:
     return float(torch.bincount(y.cpu()).max()) / max(1, y.numel())
 
 
-def _positive_int(ctx: TrialContext, name: str, default: int) -> int:
-    value = ctx.spec.option(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"option {name}={value!r}: must be an integer >= 1")
-    return value
-
-
 def mask_images(mask: torch.Tensor) -> torch.Tensor:
     """bool (N,H,W) mask -> float (N,1,H,W), 1.0 where removed."""
     return mask[:, None].float()
@@ -46,8 +40,8 @@ def mask_images(mask: torch.Tensor) -> torch.Tensor:
 
 def run_leakage(ctx: TrialContext) -> dict:
     s = ctx.spec
-    epochs = _positive_int(ctx, "leakage_epochs", s.epochs)
-    width = _positive_int(ctx, "leakage_width", DEFAULT_WIDTH)
+    epochs = positive_int(s, "leakage_epochs", s.epochs)
+    width = positive_int(s, "leakage_width", DEFAULT_WIDTH)
     x_train = mask_images(ctx.mask("train", "morf"))
     x_test = mask_images(ctx.mask("test", "morf"))
     # normalise by the train masks' own statistics, as every model normalises its input

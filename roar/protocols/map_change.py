@@ -23,14 +23,12 @@ MAP_BATCH = 256           # images per attribution batch
 
 
 # --- which images, which targets ------------------------------------------------------------------
-def probe_subset(n_total: int, n: int, field: str) -> torch.Tensor:
+def probe_subset(n_total: int, n: int) -> torch.Tensor:
     """int64 indices of `n` test images spread evenly over the split (all of them when n >= n_total).
 
     Evenly spaced rather than random: the subset is the same for every trial of a dataset, so rows that
     differ only in method or post-processing compare the very same images.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"option {field}={n!r}: must be an integer >= 2 (test images whose maps are compared)")
     if n >= n_total:
         return torch.arange(n_total)
     return torch.from_numpy(np.unique(np.linspace(0, n_total - 1, n).round().astype(np.int64)))
@@ -63,15 +61,16 @@ class MapProbe:
 def trial_maps(ctx: TrialContext, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
                index: torch.Tensor) -> torch.Tensor:
     """Maps of `model` at images x (N,C,H,W, [0,1] scale) with the trial's attribution settings and the
-    trial's post-processing, as ctx.maps applies it. Float32 (N,H,W) on ctx.device."""
+    trial's post-processing, applied as ctx.maps applies it (same seed, the images' global `index`), so
+    the maps of the unchanged base model are the trial's own maps. Float32 (N,H,W) on ctx.device."""
     s = ctx.spec
     with ctx.timed("attribution"):
         raw = compute_maps(model, x, target, s.attribution, reduction=s.reduction, sign=s.sign, seed=s.seed,
                            batch_size=MAP_BATCH, device=ctx.device, index=index)
     with ctx.timed("mask"):
         raw = torch.from_numpy(raw).to(ctx.device)
-        return postprocess_maps(raw, s.postprocess, sigma=s.sigma, filter_size=s.filter_size,
-                                **dict(s.options).get("postprocess_params", {}))
+        return postprocess_maps(raw, s.postprocess, sigma=s.sigma, filter_size=s.filter_size, seed=s.seed,
+                                index=index.to(ctx.device), **dict(s.options).get("postprocess_params", {}))
 
 
 # --- comparisons, one value per image -------------------------------------------------------------

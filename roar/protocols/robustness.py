@@ -14,8 +14,8 @@ Per size, over a fixed test subset (the trial's attribution settings and post-pr
 written to detail_json. A zero size leaves inputs and weights bit-identical, so it gives l2 = 0 and
 rank_corr = 1 exactly (for deterministic methods and stochastic ones, whose noise is fixed per image).
 
-Options: input_noise (list of relative L2 sizes, default [0, 0.01, 0.05, 0.1]), weight_noise (list
-of relative RMS sizes, default [0, 0.01, 0.05]), robustness_images (default 256).
+Options: input_noise (relative L2 sizes, default 0, 0.01, 0.05, 0.1), weight_noise (relative RMS
+sizes, default 0, 0.01, 0.05), each a list or a comma-separated string; robustness_images (default 256).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from torch import nn
 from ..attribution import counter_normal
 from .context import TrialContext
 from .map_change import MapProbe, image_mean, l2_distance, probe_subset, rank_correlation
+from .options import number_list, positive_int
 
 DEFAULT_INPUT_NOISE = (0.0, 0.01, 0.05, 0.1)
 DEFAULT_WEIGHT_NOISE = (0.0, 0.01, 0.05)
@@ -55,26 +56,15 @@ def perturb_weights(model: nn.Module, size: float, seed: int) -> nn.Module:
     return noisy.eval()
 
 
-def _sizes(ctx: TrialContext, name: str, default) -> list[float]:
-    value = ctx.spec.option(name, list(default))
-    ok = isinstance(value, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
-    if not ok:
-        raise ValueError(f"option {name}={value!r}: must be a list of perturbation sizes >= 0 (relative), "
-                         f"e.g. {list(default)}")
-    return [float(v) for v in value]
-
-
 def _compare(reference: torch.Tensor, maps: torch.Tensor, size: float) -> dict:
     return {"size": size, "l2": image_mean(l2_distance(reference, maps)),
             "rank_corr": image_mean(rank_correlation(reference, maps))}
 
 
 def run_robustness(ctx: TrialContext) -> dict:
-    input_sizes = _sizes(ctx, "input_noise", DEFAULT_INPUT_NOISE)
-    weight_sizes = _sizes(ctx, "weight_noise", DEFAULT_WEIGHT_NOISE)
-    rows = probe_subset(ctx.images("test").shape[0], ctx.spec.option("robustness_images", DEFAULT_IMAGES),
-                        "robustness_images")
+    input_sizes = number_list(ctx.spec, "input_noise", DEFAULT_INPUT_NOISE, 0.0, what="relative sizes")
+    weight_sizes = number_list(ctx.spec, "weight_noise", DEFAULT_WEIGHT_NOISE, 0.0, what="relative sizes")
+    rows = probe_subset(ctx.images("test").shape[0], positive_int(ctx.spec, "robustness_images", DEFAULT_IMAGES, 2))
     probe = MapProbe(ctx, rows)
     reference = probe.maps(ctx.base_model)
     seed = ctx.spec.seed

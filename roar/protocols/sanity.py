@@ -25,6 +25,7 @@ from ..fills import apply_fill
 from ..removal import removal_mask
 from .context import TrialContext
 from .map_change import MapProbe, image_mean, probe_subset, rank_correlation, ssim, trial_maps
+from .options import boolean, number, positive_int
 
 DEFAULT_IMAGES = 256
 DEFAULT_THRESHOLD = 0.5
@@ -69,20 +70,6 @@ def cascading_randomisations(model: nn.Module, seed: int):
         yield name, type(module).__name__, copy.deepcopy(randomised)
 
 
-def _option_bool(ctx: TrialContext, name: str, default: bool) -> bool:
-    value = ctx.spec.option(name, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"option {name}={value!r}: must be true or false")
-    return value
-
-
-def _option_threshold(ctx: TrialContext) -> float:
-    value = ctx.spec.option("sanity_threshold", DEFAULT_THRESHOLD)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
-        raise ValueError(f"option sanity_threshold={value!r}: must be a number in [-1, 1] (a rank correlation)")
-    return float(value)
-
-
 def randomised_roar(ctx: TrialContext, model: nn.Module) -> tuple[float, float]:
     """(accuracy, loss) of a model retrained on MoRF-masked images, masks from `model`'s maps of both
     splits (fraction, fill, selection, tie-break seed and retrain seed as the trial's own ROAR)."""
@@ -101,9 +88,9 @@ def randomised_roar(ctx: TrialContext, model: nn.Module) -> tuple[float, float]:
 
 
 def run_sanity(ctx: TrialContext) -> dict:
-    threshold = _option_threshold(ctx)
-    rows = probe_subset(ctx.images("test").shape[0], ctx.spec.option("sanity_images", DEFAULT_IMAGES),
-                        "sanity_images")
+    threshold = number(ctx.spec, "sanity_threshold", DEFAULT_THRESHOLD, -1.0, 1.0)
+    with_roar = boolean(ctx.spec, "sanity_roar", True)
+    rows = probe_subset(ctx.images("test").shape[0], positive_int(ctx.spec, "sanity_images", DEFAULT_IMAGES, 2))
     probe = MapProbe(ctx, rows)
     original = probe.maps(ctx.base_model)
     steps = []
@@ -117,7 +104,7 @@ def run_sanity(ctx: TrialContext) -> dict:
     passed = final["rank_corr"] < threshold
     out = {"sanity_rank_corr": final["rank_corr"], "sanity_ssim": final["ssim"], "sanity_passed": passed,
            "accuracy": None, "loss": None, "n_test": int(ctx.images("test").shape[0])}
-    if _option_bool(ctx, "sanity_roar", True):
+    if with_roar:
         out["accuracy"], out["loss"] = randomised_roar(ctx, model)
     out["detail_json"] = json.dumps({
         "images": int(rows.numel()), "threshold": threshold, "order": "top (output) layer first, cumulative",

@@ -5,6 +5,7 @@ One small model trained once on the synthetic dataset (4 classes, 16x16, the lab
 of a bright patch; data.test_true marks the patch) serves every protocol test; maps are handmade
 (the true pixels, their complement, uniform noise) or computed with the attribution registry.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -183,7 +184,6 @@ def test_topk_true_share_matches_a_looped_reference():
 
 def test_groundtruth_refuses_a_dataset_without_true_pixels(trained):
     data = trained[0]
-    import dataclasses
     ctx = _context(trained, _true_maps(data), protocol="groundtruth")
     ctx.data = dataclasses.replace(data, train_true=None, test_true=None)
     with pytest.raises(ValueError, match="groundtruth.*synthetic"):

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -73,23 +74,50 @@ def make_plan(spec: SweepSpec, retry_failed: bool = False, prune_bad: bool = Tru
 
 
 def estimate(plan: Plan, cluster: ClusterInfo) -> dict:
-    """Rough cost of the remaining work: CPU-seconds per stage and a wall-time guess.
+    """Rough cost of the remaining work: compute seconds per stage and a wall-time guess.
 
-    Uses roar.pipeline.estimate_seconds (per-image rates measured on CPU); a GPU divides them by an
-    assumed 20x. Parallelism is how many trials fit the cluster at once.
+    A trial's cost is the mean seconds_total of finished trials in the store with the same dataset,
+    model, epochs and protocol when there are any (a resumed or repeated sweep), else
+    roar.pipeline.estimate_seconds (per-image CPU rates; a GPU is assumed 20x faster). Parallelism is
+    how many trials fit the cluster at once.
     """
     from roar.pipeline import estimate_seconds
 
     res = plan.spec.resources
     speedup = 20.0 if res.gpus_per_trial > 0 and cluster.gpus > 0 else 1.0
+    measured = _measured_trial_seconds(plan)
     a = sum(estimate_seconds(s)["stage_a"] for k, s in plan.jobs.base_models.items() if k not in plan.cached_models)
     b = sum(estimate_seconds(s)["stage_b"] for k, s in plan.jobs.maps.items() if k not in plan.cached_maps)
-    c = sum(estimate_seconds(s)["trial"] for s in plan.todo)
+    c, n_measured = 0.0, 0
+    for t in plan.todo:
+        seconds = measured.get(_cost_group(t))
+        if seconds is None:
+            c += estimate_seconds(t)["trial"] / speedup
+        else:
+            c += seconds
+            n_measured += 1
+    a, b = a / speedup, b / speedup
     slots = _slots(res.cpus_per_trial, res.gpus_per_trial, cluster, res.max_concurrent_trials)
     stage_slots = _slots(res.stage_cpus, res.stage_gpus, cluster, None)
-    wall = (a / stage_slots + b / stage_slots + c / slots) / speedup
-    return {"stage_a_seconds": a / speedup, "stage_b_seconds": b / speedup, "trial_seconds": c / speedup,
-            "parallel_trials": slots, "wall_seconds": wall}
+    return {"stage_a_seconds": a, "stage_b_seconds": b, "trial_seconds": c, "measured_trials": n_measured,
+            "parallel_trials": slots, "wall_seconds": (a + b) / stage_slots + c / slots}
+
+
+def _cost_group(t) -> tuple:
+    return (t["dataset"], t["model"], t["epochs"], t["protocol"]) if isinstance(t, dict) else \
+        (t.dataset, t.model, t.epochs, t.protocol)
+
+
+def _measured_trial_seconds(plan: Plan) -> dict[tuple, float]:
+    """Mean seconds_total of the store's ok rows per (dataset, model, epochs, protocol)."""
+    if not plan.done:
+        return {}
+    table = rows.read_all(plan.store, ["dataset", "model", "epochs", "protocol", "seconds_total", "status"])
+    groups: dict[tuple, list[float]] = {}
+    for r in table.to_pylist():
+        if r["status"] == "ok" and r["seconds_total"] is not None:
+            groups.setdefault(_cost_group(r), []).append(r["seconds_total"])
+    return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
 def _slots(cpus: float, gpus: float, cluster: ClusterInfo, cap: int | None) -> int:
@@ -116,6 +144,9 @@ def describe_plan(plan: Plan, cluster: ClusterInfo | None = None) -> str:
         f"(compute time), {est['parallel_trials']} trials at once on {cluster.where} "
         f"-> about {format_seconds(est['wall_seconds'])} wall",
     ]
+    if est["measured_trials"]:
+        lines.append(f"                      ({est['measured_trials']} trial cost(s) from the seconds of finished "
+                     f"trials in the store; the rest from roar.pipeline.estimate_seconds)")
     return "\n".join(lines)
 
 
@@ -261,6 +292,8 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
         result = _summary(plan, start, ran=len(plan.todo), store_error=store_error, tune_errors=tune_errors)
         if callback is not None:
             result.nodes, result.recovered = len(callback.nodes), callback.recovered
+    except StoreFault as exc:
+        result = _summary(plan, start, ran=0, store_error=str(exc))
     except KeyboardInterrupt:
         result = _summary(plan, start, ran=0)
         result.interrupted = True
@@ -274,6 +307,10 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
     return result
 
 
+class StoreFault(RuntimeError):
+    """The results store refused a write: the sweep stops (its results would be lost)."""
+
+
 def _record_stage_failures(plan: Plan, errors: dict[str, str], out: Out) -> list[TrialSpec]:
     """Failed rows for the trials whose maps could not be made; returns the trials left to run."""
     if not errors:
@@ -283,8 +320,11 @@ def _record_stage_failures(plan: Plan, errors: dict[str, str], out: Out) -> list
         error = errors.get(t.maps_key())
         if error is None:
             left.append(t)
-        else:
+            continue
+        try:
             rows.write_row(plan.store, rows.failed_row(t, plan.spec.name, error))
+        except OSError as exc:  # the stage most likely failed for the same reason
+            raise StoreFault(f"writing {rows.row_key(t.trial_id)} failed: {type(exc).__name__}: {exc}") from exc
     out(f"[{plan.spec.name}] {len(plan.todo) - len(left)} trial(s) recorded as failed because a stage failed")
     return left
 
@@ -334,7 +374,19 @@ def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, ve
     )
     results = tuner.fit()
     progress.show(force=True)
+    if results.num_errors == 0 and stopper.error is None:
+        # Tune's folder only matters for debugging errors (error.txt per trial); the rows are the record
+        _remove_tune_folder(results.experiment_path)
     return stopper.error, results.num_errors, callback
+
+
+def _remove_tune_folder(path: str) -> None:
+    if path and os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(path))  # the _tune folder itself, when no other run is in it
+        except OSError:
+            pass
 
 
 def _summary(plan: Plan, start: float, ran: int, store_error: str | None = None, tune_errors: int = 0):

@@ -2,6 +2,8 @@
 finishes the sweep with zero duplicates and zero lost rows, and does not rerun finished trials."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -54,3 +56,20 @@ def test_resume_after_sigkill(tmp_path, sweep_process):
     assert {k: after[k] for k in before} == before               # finished trials were not rerun
     table = rows.read_rows(store, files, ["trial_id", "status"])
     assert table.num_rows == 16 and set(table.column("status").to_pylist()) == {"ok"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_rows_and_prints_how_to_resume(tmp_path, sweep_process):
+    spec, store_dir = sixteen_trial_spec(tmp_path), tmp_path / "store"
+    store = Store(str(store_dir))
+    proc = sweep_process(["run", str(spec), "--store", str(store_dir)])
+    deadline = time.monotonic() + 240
+    while not rows.scan(store, prune_bad=False).done:
+        assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()
+        time.sleep(0.2)
+    os.killpg(proc.proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends: the foreground group
+    assert proc.wait(timeout=120) == 130, proc.output()
+    out = proc.output()
+    assert f"Resume with the same command: roar run {spec} --store {store_dir}" in out
+    kept = rows.scan(store, prune_bad=False).done
+    assert 1 <= len(kept) < 16 and all(rows.row_file_ok(store, rows.row_key(t)) for t in kept)

@@ -30,7 +30,7 @@ _COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("postprocess", pa.string(), "post-processing registry key applied to the map"),
     ("sigma", pa.float64(), "Gaussian blur sigma in pixels (0 = none)"),
     ("filter_size", pa.int64(), "max/mean filter size in pixels (0 = none)"),
-    ("fraction", pa.float64(), "requested fraction of pixels removed (roar/road_morf) or kept (kar/road_lerf)"),
+    ("fraction", pa.float64(), "requested fraction of pixels removed: the top (MoRF: roar, road_morf, mif) or the bottom (LeRF: kar, road_lerf, lif) of the map"),
     ("protocol", pa.string(), "protocol registry key"),
     ("fill", pa.string(), "fill registry key for removed pixels"),
     ("selection", pa.string(), "'topk' (exactly k pixels) or 'percentile' (threshold, ties may add pixels)"),

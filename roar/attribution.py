@@ -392,3 +392,11 @@ def compute_maps(model: nn.Module, x: torch.Tensor, target, method: str, reducti
         if progress:
             print(file=sys.stderr, flush=True)
     return out
+
+
+# Removal-based methods (captum on patch features) and the synthetic oracle live in their own module;
+# imported last because that module builds on AttributionMethod defined above.
+from .attribution_perturbation import ORACLE_ATTRIBUTIONS, PERTURBATION_ATTRIBUTIONS  # noqa: E402
+
+ATTRIBUTIONS.update(PERTURBATION_ATTRIBUTIONS)
+ATTRIBUTIONS.update(ORACLE_ATTRIBUTIONS)

@@ -55,7 +55,9 @@ def accuracy_vs_fraction(results: pd.DataFrame, dataset, setup, protocol, levels
             x = line["fraction"].to_numpy(float)
             ax.plot(x, line["accuracy"], marker="o", ms=3, lw=1.8 if lv == REFERENCE_LEVEL else 1.2,
                     color=colors[lv], label=lv)
-            low, high = line["acc_ci_low"].to_numpy(float), line["acc_ci_high"].to_numpy(float)
+            # accuracy is bounded: a t interval over two seeds may not be
+            low = np.clip(line["acc_ci_low"].to_numpy(float), 0.0, 1.0)
+            high = np.clip(line["acc_ci_high"].to_numpy(float), 0.0, 1.0)
             if np.isfinite(low).any():
                 ax.fill_between(x, low, high, color=colors[lv], alpha=0.15, lw=0)
         ax.set_title(method, fontsize=9)
@@ -71,7 +73,7 @@ def accuracy_vs_fraction(results: pd.DataFrame, dataset, setup, protocol, levels
         fig.legend(handles, labels, loc="upper center", ncol=min(6, len(labels)), fontsize=8, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{protocol_name(protocol)} on {dataset}" + ("" if setup == "all" else f" ({setup})"),
-                 fontsize=11)
+                 fontsize=11, y=1.03)
     return fig
 
 

@@ -16,7 +16,8 @@ from .scoring import REFERENCE_LEVEL, level_order, protocol_order, scored
 from .stats import average_ranks, kendall_tau, kendall_w
 
 RANK_KEYS = ["dataset", "setup", "protocol", "fraction", "level"]
-ALL_FRACTIONS = "all"   # the fraction label of rankings by the mean score over every fraction
+ALL_FRACTIONS = "all"
+TAU_TOL = 1e-9          # tau within this of 1 is "the same order" (tau-b is computed in floating point)   # the fraction label of rankings by the mean score over every fraction
 
 
 def method_ranks(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def tau_between_levels(ranks: pd.DataFrame) -> pd.DataFrame:
             both = ref.notna() & wide.loc[lv].notna()
             tau = kendall_tau(ref[both].to_numpy(float), wide.loc[lv][both].to_numpy(float))
             out.append({**dict(zip(keys, k)), "level": lv, "tau": tau, "n_methods": int(both.sum()),
-                        "same_order": bool(tau == 1.0) if np.isfinite(tau) else np.nan})
+                        "same_order": bool(tau >= 1.0 - TAU_TOL) if np.isfinite(tau) else np.nan})
     return pd.DataFrame(out, columns=cols)
 
 

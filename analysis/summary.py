@@ -8,6 +8,7 @@ import pandas as pd
 
 from .compute import Analysis
 from .association import DEFAULT_MEASURE
+from .rankings import TAU_TOL
 from .scoring import PROTOCOL_SCORES, protocol_name, protocol_order
 
 LEAKAGE_SENTENCE = ("Where a classifier given only the mask predicts the label well above chance, a ROAR "
@@ -124,7 +125,7 @@ def ranking_sentences(a: Analysis, only: str | None = None) -> list[str]:
             t = tau[(tau["protocol"] == protocol) & np.isfinite(tau["tau"].astype(float))]
             if t.empty:
                 continue
-            changed = int((t["tau"] < 1).sum())
+            changed = int((t["tau"] < 1 - TAU_TOL).sum())
             out.append(f"Post-processing changed the {protocol_name(protocol)} method ranking in {changed} of {len(t)} "
                        f"(fraction, level) settings (Kendall tau vs. the raw maps: median {t['tau'].median():.2f}, "
                        f"minimum {t['tau'].min():.2f}).")

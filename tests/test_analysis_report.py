@@ -15,6 +15,11 @@ from analysis.testing import fake_results, write_rows
 FAST = dict(n_seeds=2, sigmas=(0.0, 2.0), fractions=(0.2, 0.8), methods=("saliency", "gradcam", "random"))
 
 
+def _read(path) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def _headings(html: str) -> set:
     return {t for t in SECTION_TITLES if f"<h2>{t.replace('&', '&amp;')}</h2>" in html}
 
@@ -34,7 +39,7 @@ def full_report(tmp_path_factory):
 
 def test_full_report_has_every_section(full_report):
     paths, out = full_report
-    html = open(paths["html"], encoding="utf-8").read()
+    html = _read(paths["html"])
     assert _headings(html) == set(SECTION_TITLES)
     assert html.count("data:image/png;base64,") >= 3 * 4          # accuracy, heat map, scatter per protocol
     assert "src='plots/" not in html and "src=\"plots/" not in html   # self-contained
@@ -47,7 +52,7 @@ def test_full_report_writes_tables_plots_and_summary(full_report):
                  "sanity", "fidelity", "gaming", "gaming_rankings", "failed", "skipped_files", "row_counts"):
         assert os.path.isfile(out / "tables" / f"{name}.csv"), name
     assert any(k.startswith("plot/") for k in paths) and all(os.path.isfile(p) for p in paths.values())
-    summary = open(paths["summary"], encoding="utf-8").read()
+    summary = _read(paths["summary"])
     assert LEAKAGE_SENTENCE in summary
     assert "Gaussian blur improved the ROAR score" in summary
     assert "Blurrier maps score higher under ROAR" in summary
@@ -59,10 +64,10 @@ def test_full_report_writes_tables_plots_and_summary(full_report):
 def test_roar_only_report_leaves_optional_sections_out(tmp_path):
     df = fake_results(seed=1, effect=0.0, **FAST)
     paths = write_report(df, str(tmp_path), n_boot=50)
-    html = open(paths["html"], encoding="utf-8").read()
+    html = _read(paths["html"])
     assert _headings(html) == {"Summary", "Data", "Results per protocol", "Effect of post-processing",
                                "Blurriness and score", "Rankings"}
-    summary = open(paths["summary"], encoding="utf-8").read()
+    summary = _read(paths["summary"])
     assert LEAKAGE_SENTENCE not in summary and "ROAD MoRF score" not in summary
     assert "Gaussian blur did not detectably change the ROAR score" in summary
 
@@ -71,9 +76,9 @@ def test_report_without_blur_measures_skips_the_association(tmp_path):
     df = fake_results(seed=2, effect=1.0, **FAST)
     df[["blur_spectral_centroid", "blur_total_variation", "blur_hf_energy"]] = None
     paths = write_report(df, str(tmp_path), n_boot=50)
-    html = open(paths["html"], encoding="utf-8").read()
+    html = _read(paths["html"])
     assert "Blurriness and score" not in _headings(html) and "Effect of post-processing" in _headings(html)
-    assert "No blurriness measures were recorded" in open(paths["summary"], encoding="utf-8").read()
+    assert "No blurriness measures were recorded" in _read(paths["summary"])
 
 
 def test_report_of_a_store_without_good_rows(tmp_path, capsys):
@@ -81,7 +86,7 @@ def test_report_of_a_store_without_good_rows(tmp_path, capsys):
     (tmp_path / "store" / "rows" / "x.parquet").write_bytes(b"")
     code = main(["report", str(tmp_path / "store"), "-o", str(tmp_path / "out")])
     assert code == 1
-    html = open(tmp_path / "out" / "report.html", encoding="utf-8").read()
+    html = _read(tmp_path / "out" / "report.html")
     assert _headings(html) == {"Summary", "Data", "Failed trials and skipped files"}
     err = capsys.readouterr().err
     assert "no successful result rows" in err and "skipped unreadable result file" in err and "x.parquet" in err
@@ -109,3 +114,23 @@ def test_analysis_never_imports_torch_or_ray():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_summary_sentences_carry_the_exact_numbers():
+    from analysis.compute import analyze
+    from analysis.summary import effect_sentences
+    from analysis.testing import make_rows
+    rows = []
+    for seed, (a0, a2, b0, b2) in enumerate([(0.10, 0.15, 0.20, 0.18), (0.12, 0.18, 0.20, 0.19),
+                                              (0.14, 0.20, 0.20, 0.17)]):
+        for method, pp, sigma, drop in (("a", "identity", 0.0, a0), ("a", "gaussian", 2.0, a2),
+                                        ("b", "identity", 0.0, b0), ("b", "gaussian", 2.0, b2)):
+            rows.append({"attribution": method, "postprocess": pp, "sigma": sigma, "seed": seed,
+                         "accuracy_drop": drop, "base_accuracy": 0.9, "accuracy": 0.9 - drop})
+    (sentence,) = effect_sentences(analyze(make_rows(rows), n_boot=20))
+    # per-seed mean changes 0.015, 0.025, 0.015 -> +1.8 points; 1 of 2 cells improved
+    # seed-level t interval: 0.0183 +- 4.303 * 0.00577 / sqrt(3) = [0.0040, 0.0327] > 0 -> "improved"
+    assert sentence.startswith("Gaussian blur improved the ROAR score: it raised the score in 1 of 2")
+    assert "95% CI +0.4 to +3.3 points" in sentence
+    assert "(50%, 95% CI 9%–91%)" in sentence and "the mean change was +1.8 points" in sentence
+    assert "across 3 seeds, 6 paired rows" in sentence

@@ -348,6 +348,9 @@ def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, ve
     if not verbose:
         # Tune's newer console output prints its header boxes even at verbose=0; the legacy one is silent.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # On Ctrl-C Tune suggests Tuner.restore, which we do not use (it can rerun finished trials);
+        # the runner prints the command that resumes instead.
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     spec, res = plan.spec, plan.spec.resources
     specs = {t.trial_id: t for t in todo}
     trainable = tune.with_parameters(run_one, specs=specs, store=plan.store, sweep_name=spec.name,

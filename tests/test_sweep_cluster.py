@@ -60,19 +60,16 @@ def test_node_kill_mid_sweep(tmp_path, sweep_process):
     script.write_text(SCRIPT)
     store_dir = tmp_path / "store"
 
-    p = sweep_process([str(spec), str(store_dir)], script=script)
-    try:
-        assert p.wait(timeout=500) == 0, p.output()
-        out = p.output()
-        killed_at = int(next(line.split()[1] for line in out.splitlines() if line.startswith("KILLED_AT")))
-        ok, failed, missing, nodes, recovered = map(
-            int, next(line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")))
-        assert killed_at < 16, out
-        assert (ok, failed, missing) == (16, 0, 0), out
-        assert nodes >= 2, out
-        store = Store(str(store_dir))
-        files = store.list("rows")
-        table = rows.read_rows(store, files, ["trial_id"])
-        assert len(files) == 16 and len(set(table.column("trial_id").to_pylist())) == 16
-    finally:
-        p.kill()
+    p = sweep_process([str(spec), str(store_dir)], script=script)  # killed at teardown, with its nodes
+    assert p.wait(timeout=500) == 0, p.output()
+    out = p.output()
+    killed_at = int(next(line.split()[1] for line in out.splitlines() if line.startswith("KILLED_AT")))
+    ok, failed, missing, nodes, recovered = map(
+        int, next(line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")))
+    assert killed_at < 16, out                    # the node died mid-sweep
+    assert (ok, failed, missing) == (16, 0, 0), out
+    assert nodes >= 2, out                        # the trials spread over the simulated nodes
+    store = Store(str(store_dir))
+    files = store.list("rows")
+    table = rows.read_rows(store, files, ["trial_id"])
+    assert len(files) == 16 and len(set(table.column("trial_id").to_pylist())) == 16

@@ -58,6 +58,7 @@ def test_smoke_sweep_then_rerun_skips_everything(ray_session, store_dir):
     assert any(line.startswith("[smoke] 8/8 done, 0 running, 0 failed") for line in lines)
     # the stages are cached by content key in the same store
     assert len(Store(spec.store).list("artifacts/models", suffix=".json")) >= 1
+    assert not (store_dir / "_tune").exists()  # Tune's bookkeeping is removed after a clean run
 
     lines.clear()
     again = run(spec, out=lines.append)

@@ -30,7 +30,6 @@ def finished_at(store: Store) -> dict[str, object]:
     return dict(zip(table.column("trial_id").to_pylist(), table.column("finished_at").to_pylist()))
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, sweep_process):
     spec, store_dir = sixteen_trial_spec(tmp_path), tmp_path / "store"
     store = Store(str(store_dir))
@@ -54,6 +53,8 @@ def test_resume_after_sigkill(tmp_path, sweep_process):
     assert len(files) == 16 and len(after) == 16                 # every trial exactly once
     assert all(rows.row_file_ok(store, k) for k in files)        # none truncated
     assert {k: after[k] for k in before} == before               # finished trials were not rerun
+    print(f"resume counts: {len(before)} rows survived the kill, {16 - len(before)} run on resume, "
+          f"{len(files)} row files, {len(after)} unique trials")
     table = rows.read_rows(store, files, ["trial_id", "status"])
     assert table.num_rows == 16 and set(table.column("status").to_pylist()) == {"ok"}
 

@@ -1,6 +1,10 @@
 """Run a validated sweep on Ray: stage A (base models) and stage B (maps) as Ray tasks, then one Tune
 trial per missing grid point.
 
+Store layout: ``rows/<trial_id>.parquet`` (one row per trial, see sweep.rows), ``compacted/`` (after
+``roar compact``), ``artifacts/{models,maps}/`` (stage caches, roar.artifacts) and, for a local store,
+``_tune/`` (Ray Tune's bookkeeping of a run, removed when the run ends without Tune errors).
+
 Resume is by construction: every run computes the grid, skips trial_ids whose row is in the store, and
 starts a fresh Tuner over the rest (Tuner.restore is not used: after a driver crash it re-ran finished
 trials, see RAY_NOTES). Stage results are cached in the store by content key, so a second sweep, or a
@@ -13,7 +17,6 @@ import math
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -189,29 +192,36 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
-def run_stages(plan: Plan, out: Out) -> dict[str, str]:
-    """Stage A then B as Ray tasks; each map set starts as soon as its base model is ready.
+@dataclass
+class StageOutcome:
+    """Map sets whose stage failed. ``failed``: the code raised (deterministic: the trials get failed
+    rows). ``lost``: Ray lost the task after its retries (a crashed worker or node: the trials stay
+    missing, so the next run tries again)."""
 
-    Returns {maps_key: error} for map sets that could not be made (their trials get failed rows).
-    """
+    failed: dict[str, str] = field(default_factory=dict)
+    lost: dict[str, str] = field(default_factory=dict)
+
+
+def run_stages(plan: Plan, out: Out) -> StageOutcome:
+    """Stage A then B as Ray tasks; each map set starts as soon as its base model is ready."""
     import ray
 
     res, j = plan.spec.resources, plan.jobs
     task = ray.remote(_stage_task).options(num_cpus=res.stage_cpus, num_gpus=res.stage_gpus,
                                            max_retries=res.max_failures)
     device, store = res.device, plan.store
-    maps_of: dict[str, list[str]] = {}
+    maps_of: dict[str, list[str]] = {b: [] for b in j.base_models}
     for m, b in j.maps_base.items():
         if m not in plan.cached_maps:
-            maps_of.setdefault(b, []).append(m)
+            maps_of[b].append(m)
     pending: dict = {}
-    errors: dict[str, str] = {}
+    outcome = StageOutcome()
 
     def submit_maps(base_key: str) -> None:
-        for m in maps_of.get(base_key, []):
+        for m in maps_of[base_key]:
             pending[task.remote("B", j.maps[m], store, device)] = ("B", m)
 
-    for b in maps_of:  # only base models whose maps are still missing
+    for b in j.base_models:  # a missing base model is trained even when its maps are cached: trials load it
         if b in plan.cached_models:
             submit_maps(b)
         else:
@@ -219,32 +229,34 @@ def run_stages(plan: Plan, out: Out) -> dict[str, str]:
     n_a = sum(1 for s, _ in pending.values() if s == "A")
     n_b = sum(len(v) for v in maps_of.values())
     if not pending:
-        return errors
+        return outcome
     out(f"[{plan.spec.name}] stage A: {n_a} base model(s) to train, stage B: {n_b} map set(s) to compute")
     done_a = done_b = 0
     start = time.monotonic()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         stage, key = pending.pop(ready[0])
+        error, target = None, None
         try:
             ray.get(ready[0])
-            error = None
-        except Exception as exc:  # noqa: BLE001 - a failed stage fails its trials, not the sweep
-            error = _error_text(exc)
+        except ray.exceptions.RayTaskError as exc:  # the stage's own code raised
+            error, target = _error_text(exc), outcome.failed
+        except ray.exceptions.RayError as exc:      # worker/node lost beyond max_retries
+            error, target = _error_text(exc), outcome.lost
         if stage == "A":
             done_a += 1
             if error:
-                for m in maps_of.get(key, []):
-                    errors[m] = f"stage A (base model {key}) failed: {error}"
+                target.update({m: f"stage A (base model {key}) failed: {error}"
+                               for m, b in j.maps_base.items() if b == key})
             else:
                 submit_maps(key)
         else:
             done_b += 1
             if error:
-                errors[key] = f"stage B (maps {key}) failed: {error}"
+                target[key] = f"stage B (maps {key}) failed: {error}"
         out(f"[{plan.spec.name}] stage A {done_a}/{n_a}, stage B {done_b}/{n_b} "
             f"({format_seconds(time.monotonic() - start)})" + (f": {stage} {key} failed: {error}" if error else ""))
-    return errors
+    return outcome
 
 
 @dataclass
@@ -260,6 +272,7 @@ class SweepResult:
     tune_errors: int = 0
     nodes: int = 0                 # Ray nodes that ran trials in this run
     recovered: int = 0             # trials restarted after their worker or node died
+    stage_lost: int = 0            # trials skipped because Ray lost their stage task
 
     @property
     def exit_code(self) -> int:
@@ -284,12 +297,13 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
     out(f"[{spec.name}] {len(plan.trials)} trials, {len(plan.done)} already done, {len(plan.todo)} to run")
     started_ray = connect(address, verbose)
     try:
-        stage_errors = run_stages(plan, out)
-        todo = _record_stage_failures(plan, stage_errors, out)
+        stages = run_stages(plan, out)
+        todo = _record_stage_failures(plan, stages, out)
         store_error, tune_errors, callback = None, 0, None
         if todo:
             store_error, tune_errors, callback = _run_trials(plan, todo, out, progress_interval, verbose)
         result = _summary(plan, start, ran=len(plan.todo), store_error=store_error, tune_errors=tune_errors)
+        result.stage_lost = sum(1 for t in plan.todo if t.maps_key() in stages.lost)
         if callback is not None:
             result.nodes, result.recovered = len(callback.nodes), callback.recovered
     except StoreFault as exc:
@@ -301,7 +315,7 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
         if started_ray:
             import ray
             ray.shutdown()
-    if result.missing and not result.store_error and not result.tune_errors:
+    if result.missing and not (result.store_error or result.tune_errors or result.stage_lost):
         result.interrupted = True
     _print_outcome(spec, result, resume, out)
     return result
@@ -311,13 +325,15 @@ class StoreFault(RuntimeError):
     """The results store refused a write: the sweep stops (its results would be lost)."""
 
 
-def _record_stage_failures(plan: Plan, errors: dict[str, str], out: Out) -> list[TrialSpec]:
+def _record_stage_failures(plan: Plan, stages: StageOutcome, out: Out) -> list[TrialSpec]:
     """Failed rows for the trials whose maps could not be made; returns the trials left to run."""
-    if not errors:
+    if not stages.failed and not stages.lost:
         return list(plan.todo)
     left = []
     for t in plan.todo:
-        error = errors.get(t.maps_key())
+        if t.maps_key() in stages.lost:
+            continue  # stays missing: the next run retries the stage
+        error = stages.failed.get(t.maps_key())
         if error is None:
             left.append(t)
             continue
@@ -325,7 +341,13 @@ def _record_stage_failures(plan: Plan, errors: dict[str, str], out: Out) -> list
             rows.write_row(plan.store, rows.failed_row(t, plan.spec.name, error))
         except OSError as exc:  # the stage most likely failed for the same reason
             raise StoreFault(f"writing {rows.row_key(t.trial_id)} failed: {type(exc).__name__}: {exc}") from exc
-    out(f"[{plan.spec.name}] {len(plan.todo) - len(left)} trial(s) recorded as failed because a stage failed")
+    n_lost = sum(1 for t in plan.todo if t.maps_key() in stages.lost)
+    if len(plan.todo) - len(left) - n_lost:
+        out(f"[{plan.spec.name}] {len(plan.todo) - len(left) - n_lost} trial(s) recorded as failed because a "
+            f"stage failed")
+    if n_lost:
+        out(f"[{plan.spec.name}] {n_lost} trial(s) skipped this run because Ray lost their stage task; "
+            f"rerun to retry them")
     return left
 
 
@@ -422,10 +444,6 @@ def _print_outcome(spec: SweepSpec, r: SweepResult, resume: str, out: Out) -> No
             f"Resume with the same command: {resume}")
     elif r.missing:
         out(f"[{spec.name}] {r.missing} trial(s) ended without a row ({r.tune_errors} Tune error(s), "
-            f"e.g. a worker crashed more than max_failures times); rerun `{resume}` to retry them")
+            f"{r.stage_lost} lost stage task(s): a worker or node crashed more than max_failures times); "
+            f"rerun `{resume}` to retry them")
 
-
-def argv_command() -> str:
-    """The command line that started this process, for the resume hint."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv else "roar"
-    return " ".join(shlex.quote(a) for a in ["roar" if prog in ("roar", "__main__.py") else prog, *sys.argv[1:]])

@@ -20,13 +20,14 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
     fixed:                          # TrialSpec fields with one value
       model: small_cnn
       epochs: 2
-      options: {leakage_epochs: 2}  # protocol-specific options: a mapping of scalars
+      options: {}                   # protocol-specific options: a mapping of name: scalar
     axes:                           # TrialSpec fields with a list of values: the grid crosses them
       attribution: [saliency, integrated_gradients, smoothgrad, random]
       fraction: [0.1, 0.3, 0.5, 0.7, 0.9]
       seed: [0, 1]
     datasets:                       # optional: datasets with their own settings (one grid point each)
       - {name: fashion_mnist, subset: 2000, test_subset: 1000, root: null}
+      - {name: cifar10, subset: 5000, image_size: null, data_seed: 0}
     postprocess:                    # optional: post-processings with their parameters
       - {name: identity}
       - {name: gaussian, sigma: [1, 2]}
@@ -34,6 +35,12 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
     protocols:                      # optional: protocols with their own fill / selection / retrain mode
       - {name: roar, fill: mean}
       - {name: road_morf, fill: road}
+
+Fields: the names, types and ranges are in ``sweep.fields.FIELD_RULES``, their meanings in
+``roar/spec.py``. Names (dataset, model, attribution, postprocess, fill, protocol, selection, optimizer,
+schedule, augment, target, reduction, sign, retrain_mode) must be keys of the roar registries.
+Entry keys: datasets {name, subset, test_subset, root, image_size, data_seed}; postprocess {name, sigma,
+filter_size}; protocols {name, fill, selection, retrain_mode}.
 
 Rules:
 - Inside a ``datasets``, ``postprocess`` or ``protocols`` entry a list crosses its values within that
@@ -45,6 +52,8 @@ Rules:
   the same trial ids.
 - A trial is identified by its TrialSpec alone, not by the sweep name: two specs that share grid
   points share their rows in a common store.
+- ``device: auto`` uses CUDA inside a trial when the trial reserved a GPU, else the CPU; Ray hides
+  GPUs from tasks that reserve none.
 
 ``load_spec`` parses and validates; every problem (unknown names with the closest valid one, sigma < 0,
 fractions outside (0, 1), empty or duplicated axis values, wrong types, unknown keys, missing dataset

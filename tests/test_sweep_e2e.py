@@ -100,3 +100,22 @@ def test_stage_failure_fails_its_trials_not_the_sweep(ray_session, store_dir, tm
     assert all(r["status"] == "failed" and r["error"].startswith("stage A (base model ")
                and "subset=5000" in r["error"] for r in failed)
     assert "[badstage] 2 trial(s) recorded as failed because a stage failed" in lines
+
+
+def _has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA device")
+def test_fractional_gpus_pack_trials_on_one_gpu(ray_session, tmp_path):
+    from sweep.runner import ray_cluster_info
+    path = variant(tmp_path, "gpu", resources={"cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "device": "cuda",
+                                               "cpus_per_stage": 1, "gpus_per_stage": 1,
+                                               "max_concurrent_trials": 2})
+    spec = load_spec(path, store=str(tmp_path / "store"), cluster=ray_cluster_info())
+    result = run(spec, out=lambda line: None)
+    got = stored_rows(spec.store)
+    assert (result.ok, result.missing) == (8, 0)
+    assert all(r["device"].startswith("cuda") for r in got.values())

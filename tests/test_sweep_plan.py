@@ -123,3 +123,17 @@ def test_cli_delegate_passes_arguments(monkeypatch):
     monkeypatch.setitem(cli.DELEGATES, "report", ("fake_report_cli", "main", "x"))
     assert cli.main(["report", "results/demo", "-o", "out"]) == 0
     assert seen == [["results/demo", "-o", "out"]]
+
+
+def test_estimate_uses_the_seconds_of_finished_trials(smoke):
+    from sweep.runner import estimate
+    store = Store(smoke.store)
+    trials = make_plan(smoke).trials
+    for seconds, t in zip((8.0, 10.0, 12.0), trials):
+        row = ok_row(t)
+        row["seconds_total"] = seconds
+        rows.write_row(store, row)
+    est = estimate(make_plan(smoke), CPU2)
+    assert est["measured_trials"] == 5 and est["trial_seconds"] == 5 * 10.0
+    assert est["parallel_trials"] == 2       # max_concurrent_trials 2, 2 CPUs at 1 per trial
+    assert est["wall_seconds"] == est["stage_a_seconds"] / 2 + est["stage_b_seconds"] / 2 + 50.0 / 2

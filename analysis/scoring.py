@@ -63,6 +63,8 @@ STRENGTH_PARAMS: dict[str, tuple[str, str]] = {
     "median_filter": ("filter_size", "{:g}px"),
 }
 IDENTITY_NAMES = ("identity", "none", "")
+# Extra parameters (options.postprocess_params) at which a transform is the identity.
+IDENTITY_PARAMS: dict[str, dict] = {"gamma": {"gamma": 1}}
 REFERENCE_LEVEL = "identity"
 
 # Identity fields that define the experimental setup a score belongs to (besides dataset, method,
@@ -107,7 +109,8 @@ def level_of(postprocess, sigma, filter_size, params: dict | None = None) -> tup
     params = params or {}
     strength = STRENGTH_PARAMS.get(name)
     off = strength is not None and (sigma <= 0 if strength[0] == "sigma" else size <= 1)
-    if not params and (name in IDENTITY_NAMES or off):
+    neutral = name in IDENTITY_PARAMS and params == IDENTITY_PARAMS[name] and sigma <= 0 and size <= 1
+    if neutral or (not params and (name in IDENTITY_NAMES or off)):
         return REFERENCE_LEVEL, REFERENCE_LEVEL, True
     parts = [name or "?"]
     if strength is not None:

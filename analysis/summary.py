@@ -18,7 +18,9 @@ MEASURE_UNITS = {"blur_spectral_centroid": "cycles/pixel", "blur_total_variation
 # Smallest number of seeds whose exact two-sided Wilcoxon/sign test can give p < 0.05 (2 / 2**6).
 MIN_SEEDS_FOR_TEST = 6
 FAMILY_NAMES = {"gaussian": "Gaussian blur", "max_filter": "Max filtering", "mean_filter": "Mean filtering",
-                "average_filter": "Average filtering", "median_filter": "Median filtering"}
+                "average_filter": "Average filtering", "median_filter": "Median filtering",
+                "gamma": "Gamma correction", "quantize": "Quantisation",
+                "blur_matched_random": "Replacing maps by blur-matched random maps"}
 
 
 def _pts(v: float) -> str:
@@ -110,7 +112,8 @@ def association_sentences(a: Analysis, only: str | None = None) -> list[str]:
         if not s.empty:
             text += (f" Within (dataset, fraction) cells, Spearman rho between blurriness and score has median "
                      f"{s['rho'].median():.2f} (range {s['rho'].min():.2f} to {s['rho'].max():.2f} over {len(s)} "
-                     f"cells; {int((s['p_holm'] < 0.05).sum())} significant after Holm).")
+                     f"cells; {int((s['p_holm'] < 0.05).sum())} significant after Holm; rho pools the methods, so "
+                     f"differences between methods enter it, while the regression slope is within method).")
         out.append(text)
     return out
 

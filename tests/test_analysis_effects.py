@@ -36,6 +36,8 @@ def test_every_protocol_score_has_a_direction_and_a_result_column():
     ("max_filter", 0, 3, None, "max_filter 3px", False),
     ("blur_matched_random", 2, 0, None, "blur_matched_random σ=2", False),
     ("gamma", 0, 0, {"gamma": 0.5}, "gamma gamma=0.5", False),
+    ("gamma", 0, 0, {"gamma": 1}, "identity", True),
+    ("quantize", 0, 0, {"levels": 4}, "quantize levels=4", False),
 ])
 def test_post_processing_levels(pp, sigma, size, params, label, ref):
     got_label, family, is_ref = level_of(pp, sigma, size, params)

@@ -223,13 +223,19 @@ def _run(spec: TrialSpec, store: Store, device: str, timings: dict) -> dict:
 
 
 def estimate_seconds(spec: TrialSpec) -> dict:
-    """Rough CPU cost per stage (seconds) for the dry run, from images × epochs × a per-image rate."""
+    """Rough single-core CPU cost per stage (seconds) for the dry run: images × epochs × a per-image
+    rate measured on a 2-core laptop (small_cnn width 8: ~0.4 ms per image-epoch incl. evaluation).
+    Sweeps with finished rows use their measured times instead."""
     n_train = spec.subset or 60000
     n_test = spec.test_subset or 10000
-    per_image_epoch = {"small_cnn": 4e-4, "fast_resnet": 4e-3, "resnet18_small": 1e-2}.get(spec.model, 2e-2)
-    per_image_epoch *= (spec.width / 16) ** 2 if spec.model == "small_cnn" else 1
-    train = n_train * spec.epochs * per_image_epoch
-    attribution = (n_train + n_test) * per_image_epoch * 3
+    rate = {"small_cnn": 4e-4, "fast_resnet": 1e-2, "resnet18_small": 3e-2}.get(spec.model, 5e-2)
+    if spec.model == "small_cnn":
+        rate *= max(spec.width, 4) / 8
+    train = (n_train * spec.epochs + n_test) * rate
+    # stage B: one gradient pass ~ 2 forward passes; IG/SmoothGrad/VarGrad multiply it by their samples
+    passes = {"integrated_gradients": 25, "smoothgrad": 15, "vargrad": 15, "gradient_shap": 15,
+              "occlusion": 50, "feature_ablation": 50, "shapley_sampling": 400, "kernel_shap": 200}
+    attribution = (n_train + n_test) * rate * passes.get(spec.attribution, 1)
     protocol = PROTOCOLS.get(spec.protocol)
-    trial = train if (protocol is None or protocol.retrains) else n_test * per_image_epoch
+    trial = train if (protocol is None or protocol.retrains) else n_test * rate * 10
     return {"stage_a": train, "stage_b": attribution, "trial": trial}

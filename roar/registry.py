@@ -15,7 +15,7 @@ def closest(name: str, valid) -> str | None:
 def unknown_message(field: str, name, valid) -> str:
     """'unknown attribution 'salency'; did you mean 'saliency'? valid: ...'"""
     hint = closest(name, valid)
-    did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+    did_you_mean = f"; did you mean {hint!r}?" if hint else ";"
     return f"unknown {field} {name!r}{did_you_mean} valid: {', '.join(sorted(map(str, valid)))}"
 
 

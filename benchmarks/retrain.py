@@ -1,0 +1,78 @@
+"""Item 1: retrains per hour, naive baseline vs the roar-sweep path, measured side by side.
+
+Both paths retrain the same network on the same masked data with the same base model; runs are
+interleaved (naive, fast, then fast, naive, ...) so background load on a shared machine hits both
+alike. Stage A/B (base model, cached maps) are one-time costs of the fast path, reported apart.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+from roar import pipeline
+from roar.storage import Store
+
+from .fast import fast_trial, warm_store
+from .naive import naive_trial
+from .report import Metric
+from .settings import BenchSettings
+
+RETRAIN_GOAL = 10.0          # fast / naive retrains per hour
+
+FAST_PHASES = ("seconds_train", "seconds_mask", "seconds_attribution", "seconds_io")
+NAIVE_PHASES = ("seconds_attribution", "seconds_train", "seconds_test")
+
+
+def _timed(fn: Callable[[], dict]) -> dict:
+    start = time.perf_counter()
+    out = fn()
+    return {**out, "seconds_wall": time.perf_counter() - start}
+
+
+def compare_method(settings: BenchSettings, method: str, repeats: int, store: Store, device="cpu",
+                   log: Callable[[str], None] = print) -> dict:
+    """Naive and fast retrains of one attribution method, `repeats` of each, interleaved."""
+    spec = settings.retrain_spec(method)
+    stages = warm_store(spec, store, device)
+    data = pipeline.load_data(spec)
+    base_model, _ = pipeline.load_base_model(spec, store, device)
+    runs = {"naive": [], "fast": []}
+    run = {"naive": lambda: naive_trial(spec, data, base_model, device),
+           "fast": lambda: fast_trial(spec, store, device)}
+    for rep in range(repeats):
+        for path in ("naive", "fast") if rep % 2 == 0 else ("fast", "naive"):
+            result = _timed(run[path])
+            runs[path].append(result)
+            log(f"  {method}: {path} retrain {rep + 1}/{repeats}: {result['seconds_wall']:.1f} s, "
+                f"accuracy {result['accuracy']:.3f}")
+    summary = {}
+    for path, phases in (("naive", NAIVE_PHASES), ("fast", FAST_PHASES)):
+        rs = runs[path]
+        summary[path] = {
+            "seconds_per_retrain": statistics.mean(r["seconds_wall"] for r in rs),
+            "accuracy": statistics.mean(r["accuracy"] for r in rs),
+            "phases": {p: statistics.mean(r[p] for r in rs) for p in phases},
+            "runs": [{k: r[k] for k in ("seconds_wall", "accuracy", *phases)} for r in rs],
+        }
+    return {"method": method, "spec": spec.to_dict(), "one_time": stages, **summary}
+
+
+def retrain_section(settings: BenchSettings, store: Store, device="cpu",
+                    log: Callable[[str], None] = print) -> tuple[list[Metric], dict]:
+    metrics, details = [], {}
+    for method, repeats in settings.methods:
+        log(f"[retrain] {method}: naive vs fast, {repeats} each")
+        d = compare_method(settings, method, repeats, store, device, log)
+        details[method] = d
+        naive_rate = 3600.0 / d["naive"]["seconds_per_retrain"]
+        fast_rate = 3600.0 / d["fast"]["seconds_per_retrain"]
+        metrics.append(Metric("retrain", f"retrains/hour, {method}", "1/h", naive_rate, fast_rate,
+                              ratio=fast_rate / naive_rate, goal_on="ratio", goal=RETRAIN_GOAL,
+                              note=f"{settings.threads} torch thread(s) each; attribution recomputed per "
+                                   f"naive trial: {d['naive']['phases']['seconds_attribution']:.1f} s"))
+        metrics.append(Metric("retrain", f"test accuracy, {method} (fairness check)", "", d["naive"]["accuracy"],
+                              d["fast"]["accuracy"], goal_on="abs_diff", goal_op="le",
+                              goal=settings.accuracy_tolerance,
+                              note="same network, data, epochs, batch size and base model"))
+    return metrics, details

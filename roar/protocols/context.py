@@ -65,15 +65,19 @@ class TrialContext:
     def index(self, split: str) -> torch.Tensor:
         return split_index(split, self.images(split).shape[0], self.device)
 
+    def postprocess(self, raw: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The trial's post-processing of raw maps (N,H,W) of the images with global `index`."""
+        s = self.spec
+        with self.timed("mask"):
+            return postprocess_maps(raw.to(self.device), s.postprocess, sigma=s.sigma, filter_size=s.filter_size,
+                                    seed=s.seed, index=index.to(self.device),
+                                    **dict(s.options).get("postprocess_params", {}))
+
     def maps(self, split: str) -> torch.Tensor:
         """Post-processed maps (N,H,W) float32 on the device."""
         def make():
-            with self.timed("mask"):
-                raw = torch.from_numpy(np.asarray(self.raw_maps[split], dtype=np.float32)).to(self.device)
-                s = self.spec
-                return postprocess_maps(raw, s.postprocess, sigma=s.sigma, filter_size=s.filter_size,
-                                        seed=s.seed, index=self.index(split),
-                                        **dict(s.options).get("postprocess_params", {}))
+            raw = torch.from_numpy(np.asarray(self.raw_maps[split], dtype=np.float32))
+            return self.postprocess(raw, self.index(split))
         return self._cached(("maps", split), make)
 
     def mask(self, split: str, order: str, fraction: float | None = None) -> torch.Tensor:

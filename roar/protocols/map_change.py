@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from ..attribution import compute_maps, resolve_targets
-from ..postprocess import postprocess_maps
 from .context import TrialContext
 
 SSIM_WINDOW = 11          # pixels: Gaussian window side of Wang et al. (2004), shrunk to fit small maps
@@ -67,10 +66,7 @@ def trial_maps(ctx: TrialContext, model: torch.nn.Module, x: torch.Tensor, targe
     with ctx.timed("attribution"):
         raw = compute_maps(model, x, target, s.attribution, reduction=s.reduction, sign=s.sign, seed=s.seed,
                            batch_size=MAP_BATCH, device=ctx.device, index=index)
-    with ctx.timed("mask"):
-        raw = torch.from_numpy(raw).to(ctx.device)
-        return postprocess_maps(raw, s.postprocess, sigma=s.sigma, filter_size=s.filter_size, seed=s.seed,
-                                index=index.to(ctx.device), **dict(s.options).get("postprocess_params", {}))
+    return ctx.postprocess(torch.from_numpy(raw), index)
 
 
 # --- comparisons, one value per image -------------------------------------------------------------

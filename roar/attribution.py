@@ -61,12 +61,14 @@ class AttributionMethod:
 
     uses_model: the map depends on the model (False: a model-free baseline such as random or sobel).
     stochastic: the map depends on ``seed``. needs_baseline: the method compares against a reference input.
+    needs_true_pixels: only valid on datasets that know the label-deciding pixels (the synthetic oracle).
     """
     fn: Method
     uses_model: bool
     stochastic: bool
     needs_baseline: bool
     description: str
+    needs_true_pixels: bool = False
 
 
 # --- counter-based randomness: a pure function of (stream, seed, draw, index, element) --------------

@@ -119,5 +119,6 @@ PERTURBATION_ATTRIBUTIONS: dict[str, AttributionMethod] = {
 
 ORACLE_ATTRIBUTIONS: dict[str, AttributionMethod] = {
     "true_pixels": AttributionMethod(
-        _true_pixels, False, False, False, "synthetic only: the target class's true-pixel patch (perfect map)"),
+        _true_pixels, False, False, False, "synthetic only: the target class's true-pixel patch (perfect map)",
+        needs_true_pixels=True),
 }

@@ -351,6 +351,7 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
     spec = SweepSpec(name=name if isinstance(name, str) else "", store=store_uri or "", resources=resources,
                      endpoint_url=endpoint_url, fixed=fixed, groups=groups,
                      description=description if isinstance(description, str) else "", source=source)
+    problems.extend(true_pixel_problems(spec))
     if check_environment:
         problems.extend(environment_problems(spec, cluster or local_cluster_info(),
                                              check_store=store_uri is not None))
@@ -411,6 +412,23 @@ def environment_problems(spec: SweepSpec, cluster: ClusterInfo, check_store: boo
         message = Store(spec.store, spec.endpoint_url).check_writable()
         if message:
             problems.add("store", message)
+    return list(problems)
+
+
+def true_pixel_problems(spec: SweepSpec) -> list[str]:
+    """Protocols and attributions flagged needs_true_pixels only run on datasets that have them."""
+    from roar.attribution import ATTRIBUTIONS
+    from roar.datasets import DATASETS
+    from roar.protocols import PROTOCOLS
+
+    problems = Problems()
+    for field_name, registry in (("protocol", PROTOCOLS), ("attribution", ATTRIBUTIONS)):
+        for dataset, value in sorted(projected_grid(spec, ("dataset", field_name)), key=str):
+            entry, loader = registry.get(value), DATASETS.get(dataset)
+            if entry and loader and entry.needs_true_pixels and not loader.has_true_pixels:
+                valid = sorted(n for n, d in DATASETS.items() if d.has_true_pixels)
+                problems.add(field_name, f"{value!r} needs a dataset with known true pixels ({', '.join(valid)}),"
+                                         f" but the grid pairs it with dataset {dataset!r}")
     return list(problems)
 
 

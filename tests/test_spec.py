@@ -357,3 +357,19 @@ def test_local_specs_pass_the_environment_checks(tmp_path):
     for name in ("smoke", "demo"):
         spec = load_spec(str(SPECS / f"{name}.yaml"), store=str(tmp_path / name), cluster=CPU_ONLY)
         assert spec.resources.gpus_per_trial == 0
+
+
+def test_true_pixel_protocols_and_oracle_need_a_dataset_with_true_pixels():
+    from sweep.spec import SpecError, parse_spec
+
+    data = {"name": "gt", "store": "/tmp/unused",
+            "fixed": {"dataset": "digits"},
+            "axes": {"protocol": ["roar", "groundtruth"], "attribution": ["saliency", "true_pixels"]}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, check_environment=False)
+    message = str(err.value)
+    assert "protocol: 'groundtruth' needs a dataset with known true pixels (synthetic)" in message
+    assert "attribution: 'true_pixels' needs a dataset with known true pixels (synthetic)" in message
+    assert "dataset 'digits'" in message
+    data["fixed"]["dataset"] = "synthetic"
+    assert parse_spec(data, check_environment=False).name == "gt"

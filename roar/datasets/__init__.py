@@ -45,12 +45,15 @@ class DatasetLoader:
     source: where the files are looked for (None: generated, needs no files).
     sizes_itself: the loader decodes or generates at image_size; otherwise the native images are
         resized afterwards (antialiased bilinear) when image_size differs from the native size.
+    has_true_pixels: ImageData carries train_true/test_true (the pixels that decide the label), which
+        the groundtruth protocol and the true_pixels oracle need.
     """
 
     name: str
     load: Callable[..., ImageData]
     source: FileSource | None = None
     sizes_itself: bool = False
+    has_true_pixels: bool = False
 
     @property
     def on_disk(self) -> bool:
@@ -84,7 +87,7 @@ DATASETS: dict[str, DatasetLoader] = {loader.name: loader for loader in (
     DatasetLoader("cub200", load_cub200, CUB200, sizes_itself=True),
     DatasetLoader("imagefolder", load_imagefolder, IMAGEFOLDER, sizes_itself=True),
     DatasetLoader("digits", load_digits),
-    DatasetLoader("synthetic", load_synthetic, sizes_itself=True),
+    DatasetLoader("synthetic", load_synthetic, sizes_itself=True, has_true_pixels=True),
 )}
 
 

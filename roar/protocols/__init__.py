@@ -25,6 +25,7 @@ class Protocol:
     order: str            # 'morf' or 'lerf': the mask the metrics are computed on
     retrains: bool        # trains a model per trial (the expensive part)
     description: str
+    needs_true_pixels: bool = False   # only for datasets that know the label-deciding pixels
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -43,7 +44,8 @@ PROTOCOLS: dict[str, Protocol] = {
                        "cascading model randomisation: map rank correlation / SSIM, ROAR of randomised maps"),
     "robustness": Protocol(run_robustness, "morf", False, "map change under input noise and weight noise"),
     "groundtruth": Protocol(run_groundtruth, "morf", False,
-                            "precision of top-ranked pixels against the true pixels (synthetic only)"),
+                            "precision of top-ranked pixels against the true pixels (synthetic only)",
+                            needs_true_pixels=True),
 }
 
 __all__ = ["PROTOCOLS", "Protocol", "TrialContext"]

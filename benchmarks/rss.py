@@ -1,7 +1,9 @@
-"""Resident memory of this process (the sweep driver) and of its Ray trial workers, sampled from /proc.
+"""Resident memory and CPU time of this process (the sweep driver) and of its Ray trial workers, and
+the machine's busy CPU time, sampled from /proc.
 
 Only processes descended from this one are looked at, so other Ray clusters on the same machine
-(another engineer's sweep) never enter the figures. Linux only; elsewhere the sampler records nothing.
+(another engineer's sweep) never enter the per-process figures; the machine's busy time shows how
+much of the CPUs the rest of the machine took meanwhile. Linux only; elsewhere nothing is recorded.
 """
 from __future__ import annotations
 
@@ -35,6 +37,29 @@ def peak_rss_mib(pid: int) -> float | None:
     """Peak resident set size of `pid` since it started (VmHWM), MiB."""
     kib = _status_kib(pid, "VmHWM")
     return None if kib is None else kib / 1024
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of `pid` so far, seconds."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15 of stat)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time all CPUs of the machine spent busy (not idle or iowait) since boot, seconds."""
+    try:
+        values = [int(v) for v in (PROC / "stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / _TICK
 
 
 def _parents() -> dict[int, int]:
@@ -74,6 +99,8 @@ class Sample:
     time: float                    # seconds since the epoch (comparable with the rows' timestamps)
     driver_mib: float
     workers_mib: dict[int, float]  # trial worker pid -> RSS, MiB
+    workers_cpu: dict[int, float] = field(default_factory=dict)  # trial worker pid -> CPU seconds so far
+    machine_busy: float | None = None                             # machine's busy CPU seconds since boot
 
 
 @dataclass
@@ -81,7 +108,8 @@ class RssSampler:
     """Background thread: every `interval` seconds, RSS of this process and of the trial workers below it.
 
     Use as a context manager; `samples` holds the series, `peak_workers_mib` each worker's VmHWM as last
-    seen (the true peak, including moments between samples)."""
+    seen (the true peak, including moments between samples). Workers that already existed when the
+    sampler started (idle actors of an earlier sweep) are left out."""
 
     interval: float = 0.2
     worker_prefix: str = TRIAL_WORKER_PREFIX
@@ -91,18 +119,23 @@ class RssSampler:
     def __post_init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._earlier: set[int] = set()
+
+    def _workers(self) -> list[int]:
+        return [pid for pid in descendants(os.getpid())
+                if pid not in self._earlier and process_title(pid).startswith(self.worker_prefix)]
 
     def sample(self) -> Sample:
-        me = os.getpid()
-        workers = {}
-        for pid in descendants(me):
-            if process_title(pid).startswith(self.worker_prefix):
-                rss, peak = rss_mib(pid), peak_rss_mib(pid)
-                if rss is not None:
-                    workers[pid] = rss
-                if peak is not None:
-                    self.peak_workers_mib[pid] = max(peak, self.peak_workers_mib.get(pid, 0.0))
-        s = Sample(time.time(), rss_mib(me) or float("nan"), workers)
+        workers, cpu = {}, {}
+        for pid in self._workers():
+            rss, peak, seconds = rss_mib(pid), peak_rss_mib(pid), cpu_seconds(pid)
+            if rss is not None:
+                workers[pid] = rss
+            if seconds is not None:
+                cpu[pid] = seconds
+            if peak is not None:
+                self.peak_workers_mib[pid] = max(peak, self.peak_workers_mib.get(pid, 0.0))
+        s = Sample(time.time(), rss_mib(os.getpid()) or float("nan"), workers, cpu, machine_busy_seconds())
         self.samples.append(s)
         return s
 
@@ -111,6 +144,7 @@ class RssSampler:
             self.sample()
 
     def __enter__(self):
+        self._earlier = set(self._workers())
         self.sample()
         self._thread.start()
         return self
@@ -123,8 +157,8 @@ class RssSampler:
 
 def rss_by_trial(samples: list[Sample], finished: list[float]) -> list[dict]:
     """RSS after each trial: for trial n (1-based, in order of finishing), the first sample taken after
-    it finished and before the next one did, {'trial', 'driver_mib', 'worker_mib' (max over workers)}.
-    Trials that finished between two samples share that sample; trials with no sample are left out."""
+    it finished, {'trial', 'driver_mib', 'workers_mib' {pid: MiB}}. Trials that finished between two
+    samples share that sample; trials with no later sample holding a worker are left out."""
     finished = sorted(finished)
     out, i = [], 0
     samples = sorted(samples, key=lambda s: s.time)
@@ -134,17 +168,52 @@ def rss_by_trial(samples: list[Sample], finished: list[float]) -> list[dict]:
         if i == len(samples) or not samples[i].workers_mib:
             continue
         s = samples[i]
-        out.append({"trial": n, "driver_mib": s.driver_mib, "worker_mib": max(s.workers_mib.values())})
+        out.append({"trial": n, "driver_mib": s.driver_mib, "workers_mib": dict(s.workers_mib)})
     return out
 
 
-def growth(series: list[dict], key: str, start_trial: int, window: int) -> dict:
-    """RSS growth from trial `start_trial` to the last trial: max over a window of `window` trials at
-    each end (samples are noisy at the scale of one trial). MiB."""
-    first = [r[key] for r in series if start_trial <= r["trial"] < start_trial + window]
+def _window(series: list[dict], start_trial: int, window: int) -> tuple[list[dict], list[dict]]:
     last_trial = max((r["trial"] for r in series), default=0)
-    last = [r[key] for r in series if r["trial"] > last_trial - window]
-    if not first or not last or last_trial <= start_trial:
+    if last_trial <= start_trial:
+        return [], []
+    first = [r for r in series if start_trial <= r["trial"] < start_trial + window]
+    last = [r for r in series if r["trial"] > last_trial - window]
+    return first, last
+
+
+def driver_growth(series: list[dict], start_trial: int, window: int) -> dict:
+    """Driver RSS growth from trial `start_trial` to the last trial: max over a window of `window`
+    trials at each end (one sample is noisy at the scale of one trial). MiB."""
+    first, last = _window(series, start_trial, window)
+    if not first or not last:
         return {"from_mib": None, "to_mib": None, "growth_mib": None}
-    a, b = max(first), max(last)
+    a, b = max(r["driver_mib"] for r in first), max(r["driver_mib"] for r in last)
     return {"from_mib": a, "to_mib": b, "growth_mib": b - a}
+
+
+def worker_growth(series: list[dict], start_trial: int, window: int) -> dict:
+    """The same per trial worker (a reused actor runs many trials); reports the worker that grew most
+    among those alive at both ends, with its pid."""
+    first, last = _window(series, start_trial, window)
+    best = {"from_mib": None, "to_mib": None, "growth_mib": None, "pid": None}
+    pids = {p for r in first for p in r["workers_mib"]} & {p for r in last for p in r["workers_mib"]}
+    for pid in sorted(pids):
+        a = max(r["workers_mib"][pid] for r in first if pid in r["workers_mib"])
+        b = max(r["workers_mib"][pid] for r in last if pid in r["workers_mib"])
+        if best["growth_mib"] is None or b - a > best["growth_mib"]:
+            best = {"from_mib": a, "to_mib": b, "growth_mib": b - a, "pid": pid}
+    return best
+
+
+def cores_used(samples: list[Sample], start: float, end: float) -> dict:
+    """Mean CPU cores used between two times (epoch seconds) by the trial workers (those alive at both
+    ends) and by the whole machine; None where /proc gave nothing."""
+    inside = sorted((s for s in samples if start <= s.time <= end), key=lambda s: s.time)
+    if len(inside) < 2 or inside[-1].time <= inside[0].time:
+        return {"trial_workers": None, "machine": None, "seconds": 0.0}
+    a, b = inside[0], inside[-1]
+    span = b.time - a.time
+    pids = set(a.workers_cpu) & set(b.workers_cpu)
+    workers = sum(b.workers_cpu[p] - a.workers_cpu[p] for p in pids) / span if pids else None
+    machine = None if a.machine_busy is None or b.machine_busy is None else (b.machine_busy - a.machine_busy) / span
+    return {"trial_workers": workers, "machine": machine, "seconds": span}

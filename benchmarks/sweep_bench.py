@@ -23,14 +23,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from roar.artifacts import maps_meta_key, model_meta_key
 from roar.storage import Store
 
 from .report import Metric
-from .rss import RssSampler, growth, rss_by_trial
+from .rss import RssSampler, cores_used, driver_growth, rss_by_trial, worker_growth
 from .settings import TINY_TRIAL, BenchSettings
 
 ATTRIBUTION_SHARE_GOAL = 5.0       # % of slot-seconds
@@ -78,6 +78,14 @@ class SweepRun:
     stage_b_seconds: float     # sum over the map sets this run computed
     ok: int
     failed: int
+    samples: list = field(default_factory=list)   # rss.Sample series taken during the run
+    worker_peaks: dict = field(default_factory=dict)  # trial worker pid -> peak RSS (VmHWM), MiB
+
+    @property
+    def trial_phase(self) -> tuple[float, float]:
+        """(first trial start, last trial end), epoch seconds."""
+        return (min(r["started_at"] for r in self.rows).timestamp(),
+                max(r["finished_at"] for r in self.rows).timestamp())
 
     @property
     def trial_phase_seconds(self) -> float:
@@ -108,8 +116,9 @@ def _stage_seconds(store: Store, keys: set[str], meta_key: Callable[[str], str])
     return total
 
 
-def run_sweep(spec_data: dict, log: Log) -> SweepRun:
-    """Validate and run one sweep with sweep.runner.run; read its rows back from the store."""
+def run_sweep(spec_data: dict, log: Log, sample_interval: float = 0.5) -> SweepRun:
+    """Validate and run one sweep with sweep.runner.run, sampling memory and CPU of its trial workers
+    every `sample_interval` seconds; read its rows back from the store."""
     from sweep import rows as sweep_rows
     from sweep.grid import expand
     from sweep.runner import run
@@ -120,7 +129,8 @@ def run_sweep(spec_data: dict, log: Log) -> SweepRun:
     trials = expand(spec)
     before_models = {t.base_model_key() for t in trials if store.exists(model_meta_key(t.base_model_key()))}
     before_maps = {t.maps_key() for t in trials if store.exists(maps_meta_key(t.maps_key()))}
-    result = run(spec, out=lambda line: log(f"    {line}"), progress_interval=60.0)
+    with RssSampler(interval=sample_interval) as sampler:
+        result = run(spec, out=lambda line: log(f"    {line}"), progress_interval=60.0)
     table = sweep_rows.read_all(store, ROW_COLUMNS).to_pylist()
     failed = [r for r in table if r["status"] != "ok"]
     if failed or result.missing:
@@ -131,7 +141,8 @@ def run_sweep(spec_data: dict, log: Log) -> SweepRun:
         rows=table,
         stage_a_seconds=_stage_seconds(store, {t.base_model_key() for t in trials} - before_models, model_meta_key),
         stage_b_seconds=_stage_seconds(store, {t.maps_key() for t in trials} - before_maps, maps_meta_key),
-        ok=result.ok, failed=result.failed)
+        ok=result.ok, failed=result.failed, samples=sampler.samples,
+        worker_peaks=dict(sampler.peak_workers_mib))
 
 
 def overhead_shares(run: SweepRun) -> dict:
@@ -201,20 +212,34 @@ def sweep_section(settings: BenchSettings, workdir: str, log: Log) -> tuple[list
                note="first trial start to last trial end"),
         Metric("scaling", "trials/hour, 1 → 2 concurrent trials (CPU)", "1/h", naive=one.trials_per_hour,
                fast=two.trials_per_hour, ratio=two.trials_per_hour / one.trials_per_hour, goal_on="ratio",
-               goal=SCALING_GOAL, note="naive column: 1 trial at once; fast column: 2 at once"),
+               goal=SCALING_GOAL, note="naive column: 1 trial at once; fast column: 2 at once; "
+                                       + _cores_note(one) + " → " + _cores_note(two)),
     ]
     details = {"two_at_once": _run_details(two), "one_at_once": _run_details(one), "shares": shares}
     return metrics, details
 
 
+def _cores(run: SweepRun) -> dict:
+    return cores_used(run.samples, *run.trial_phase)
+
+
+def _cores_note(run: SweepRun) -> str:
+    c = _cores(run)
+    if c["trial_workers"] is None or c["machine"] is None:
+        return "cores used: unknown"
+    return f"trials used {c['trial_workers']:.2f} cores, machine {c['machine']:.2f}"
+
+
 def _run_details(run: SweepRun) -> dict:
     return {"name": run.name, "concurrency": run.concurrency, "trials": len(run.rows), "wall_seconds": run.seconds,
+            "cores_used_in_trial_phase": _cores(run),
             "trial_phase_seconds": run.trial_phase_seconds, "trials_per_hour": run.trials_per_hour,
             "stage_a_seconds": run.stage_a_seconds, "stage_b_seconds": run.stage_b_seconds,
             "mean_trial_seconds": sum(r["seconds_total"] for r in run.rows) / len(run.rows)}
 
 
 # --- item 5 -----------------------------------------------------------------------------------------
+
 def _tiny_grid_axes(n: int) -> tuple[list[float], list[float]]:
     """fractions x sigmas with exactly n trials: up to 10 sigma values, the rest in fractions."""
     n_sigma = max(d for d in range(1, 11) if n % d == 0)
@@ -230,27 +255,29 @@ def memory_section(settings: BenchSettings, workdir: str, log: Log) -> tuple[lis
     spec = grid_spec("bench-memory", os.path.join(workdir, "memory"), TINY_TRIAL, {"fraction": fractions},
                      sigmas, concurrency=2)
     log(f"[memory] {n} tiny trials, 2 at once, RSS sampled every 0.2 s")
-    with RssSampler(interval=0.2) as sampler:
-        run = run_sweep(spec, log)
+    run = run_sweep(spec, log, sample_interval=0.2)
     finished = [r["finished_at"].timestamp() for r in run.rows]
-    series = rss_by_trial(sampler.samples, finished)
+    series = rss_by_trial(run.samples, finished)
     window = max(1, n // 20)
     ref = settings.memory_reference_trial
-    workers = growth(series, "worker_mib", ref, window)
-    driver = growth(series, "driver_mib", ref, window)
-    peak_workers = max(sampler.peak_workers_mib.values(), default=None)
-    driver_peak = max((s.driver_mib for s in sampler.samples), default=None)
+    workers = worker_growth(series, ref, window)
+    driver = driver_growth(series, ref, window)
+    peaks = run.worker_peaks
+    peak_workers = max(peaks.values(), default=None)
+    driver_peak = max((s.driver_mib for s in run.samples), default=None)
     goal = settings.rss_growth_goal_mib
     note = f"trial {ref} → {n}; windows of {window} trials"
     metrics = [
         Metric("memory", "trial worker RSS growth", "MiB", naive=workers["from_mib"], fast=workers["to_mib"],
-               goal_on="growth", goal_op="le", goal=goal, note=note + f"; worker peak {peak_workers or 0:.0f} MiB"),
+               goal_on="growth", goal_op="le", goal=goal,
+               note=note + f"; naive column: at trial {ref}, fast column: at the end; worker peak "
+                           f"{peak_workers or 0:.0f} MiB"),
         Metric("memory", "driver RSS growth", "MiB", naive=driver["from_mib"], fast=driver["to_mib"],
                goal_on="growth", goal_op="le", goal=goal, note=note + f"; driver peak {driver_peak or 0:.0f} MiB"),
     ]
     details = {"trials": n, "wall_seconds": run.seconds, "workers": workers, "driver": driver,
                "worker_peak_mib": peak_workers, "driver_peak_mib": driver_peak,
-               "worker_pids": sorted(sampler.peak_workers_mib), "rss_by_trial": series}
+               "worker_pids": sorted(peaks), "rss_by_trial": series}
     return metrics, details
 
 

@@ -13,7 +13,7 @@ from benchmarks.__main__ import SECTIONS, main, parse_sections
 from benchmarks.gpu import CifarRecipe, gpu_section
 from benchmarks.naive import MaskedImages, naive_maps
 from benchmarks.report import Metric, format_table
-from benchmarks.rss import Sample, growth, rss_by_trial
+from benchmarks.rss import Sample, cores_used, driver_growth, rss_by_trial, worker_growth
 from benchmarks.settings import QUICK
 from benchmarks.sweep_bench import SweepRun, _tiny_grid_axes, overhead_shares
 from roar.attribution import compute_maps
@@ -158,17 +158,21 @@ def test_overhead_shares_partition_slot_seconds():
     assert run.trials_per_hour == pytest.approx(3600 * 4 / 40)
 
 
-def test_rss_series_and_growth():
-    samples = [Sample(0.5, 100.0, {1: 200.0}), Sample(1.5, 101.0, {1: 210.0, 2: 205.0}),
-               Sample(2.5, 102.0, {}), Sample(3.5, 104.0, {2: 260.0})]
+def test_rss_series_growth_and_cores():
+    samples = [Sample(0.5, 100.0, {1: 200.0}, {1: 1.0}, 10.0), Sample(1.5, 101.0, {1: 210.0, 2: 205.0}, {1: 1.5, 2: 0.0}, 11.0),
+               Sample(2.5, 102.0, {}, {}, 12.0), Sample(3.5, 104.0, {1: 212.0, 2: 260.0}, {1: 2.5, 2: 1.0}, 13.5)]
     # trials finish at 1.0, 1.2, 2.0, 3.0 and 4.0: the first two share the 1.5 s sample, the third hits a
     # sample without workers, the last has no later sample
     series = rss_by_trial(samples, [1.2, 1.0, 2.0, 3.0, 4.0])
-    assert series == [{"trial": 1, "driver_mib": 101.0, "worker_mib": 210.0},
-                      {"trial": 2, "driver_mib": 101.0, "worker_mib": 210.0},
-                      {"trial": 4, "driver_mib": 104.0, "worker_mib": 260.0}]
-    assert growth(series, "worker_mib", 1, 2) == {"from_mib": 210.0, "to_mib": 260.0, "growth_mib": 50.0}
-    assert growth(series, "driver_mib", 4, 1)["growth_mib"] is None
+    assert series == [{"trial": 1, "driver_mib": 101.0, "workers_mib": {1: 210.0, 2: 205.0}},
+                      {"trial": 2, "driver_mib": 101.0, "workers_mib": {1: 210.0, 2: 205.0}},
+                      {"trial": 4, "driver_mib": 104.0, "workers_mib": {1: 212.0, 2: 260.0}}]
+    # per worker: pid 2 grew 55 MiB, pid 1 only 2
+    assert worker_growth(series, 1, 2) == {"from_mib": 205.0, "to_mib": 260.0, "growth_mib": 55.0, "pid": 2}
+    assert driver_growth(series, 1, 2) == {"from_mib": 101.0, "to_mib": 104.0, "growth_mib": 3.0}
+    assert driver_growth(series, 4, 1)["growth_mib"] is None
+    # 1.5 s .. 3.5 s: workers 1 and 2 used 1.0 + 1.0 CPU seconds, the machine 2.5
+    assert cores_used(samples, 1.0, 4.0) == {"trial_workers": 1.0, "machine": 1.25, "seconds": 2.0}
 
 
 def test_tiny_grid_has_exactly_n_trials():

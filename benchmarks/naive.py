@@ -80,7 +80,8 @@ def _least_relevant(order: np.ndarray, k: int) -> np.ndarray:
 
 
 ORDERS = {"morf": _most_relevant, "lerf": _least_relevant}
-FILL_VALUES = {"mean": lambda mean: np.asarray(mean, dtype=np.float32), "zero": lambda mean: np.zeros(len(mean), np.float32)}
+FILL_VALUES = {"mean": lambda mean: np.asarray(mean, dtype=np.float32),
+               "zero": lambda mean: np.zeros(len(mean), np.float32)}
 PROTOCOL_ORDERS = {"roar": "morf", "kar": "lerf"}
 
 

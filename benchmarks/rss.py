@@ -206,14 +206,20 @@ def worker_growth(series: list[dict], start_trial: int, window: int) -> dict:
 
 
 def cores_used(samples: list[Sample], start: float, end: float) -> dict:
-    """Mean CPU cores used between two times (epoch seconds) by the trial workers (those alive at both
-    ends) and by the whole machine; None where /proc gave nothing."""
+    """Mean CPU cores used between two times (epoch seconds) by the trial workers and by the whole
+    machine; None where /proc gave nothing. A worker counts from its first to its last sample inside
+    the span (an actor may start after the span began), so its figure can be short by one interval."""
     inside = sorted((s for s in samples if start <= s.time <= end), key=lambda s: s.time)
     if len(inside) < 2 or inside[-1].time <= inside[0].time:
         return {"trial_workers": None, "machine": None, "seconds": 0.0}
     a, b = inside[0], inside[-1]
     span = b.time - a.time
-    pids = set(a.workers_cpu) & set(b.workers_cpu)
-    workers = sum(b.workers_cpu[p] - a.workers_cpu[p] for p in pids) / span if pids else None
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for s in inside:
+        for pid, seconds in s.workers_cpu.items():
+            first.setdefault(pid, seconds)
+            last[pid] = seconds
+    workers = sum(last[p] - first[p] for p in last) / span if last else None
     machine = None if a.machine_busy is None or b.machine_busy is None else (b.machine_busy - a.machine_busy) / span
     return {"trial_workers": workers, "machine": machine, "seconds": span}

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -166,7 +165,8 @@ def overhead_shares(run: SweepRun) -> dict:
     }
     parts["orchestration"] = slot - sum(parts.values())
     shares = {k: 100.0 * v / slot for k, v in parts.items()}
-    shares["attribution_and_masking"] = shares["attribution_stage_b"] + shares["attribution_in_trials"] + shares["masking"]
+    shares["attribution_and_masking"] = sum(shares[k] for k in
+                                            ("attribution_stage_b", "attribution_in_trials", "masking"))
     shares["orchestration_and_io"] = shares["orchestration"] + shares["io"]
     trial_slot = run.concurrency * run.trial_phase_seconds
     trial_phase = {

@@ -25,6 +25,16 @@ from roar.removal import pixels_removed, removal_mask
 FMNIST = dataset_available("fashion_mnist") is None
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning threads
+    make these tests several times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory, request):
     """One --quick run of every section (about 30 s), shared by the tests that read its JSON."""
@@ -33,7 +43,9 @@ def quick(tmp_path_factory, request):
     request.getfixturevalue("ray_session")  # reuse the test session's Ray cluster
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "bench.json"
+    threads = torch.get_num_threads()
     code = main(["--quick", "--out", str(out), "--workdir", str(tmp / "work")])
+    assert torch.get_num_threads() == threads  # main() restores the caller's thread count
     return code, json.loads(out.read_text())
 
 
@@ -159,8 +171,10 @@ def test_overhead_shares_partition_slot_seconds():
 
 
 def test_rss_series_growth_and_cores():
-    samples = [Sample(0.5, 100.0, {1: 200.0}, {1: 1.0}, 10.0), Sample(1.5, 101.0, {1: 210.0, 2: 205.0}, {1: 1.5, 2: 0.0}, 11.0),
-               Sample(2.5, 102.0, {}, {}, 12.0), Sample(3.5, 104.0, {1: 212.0, 2: 260.0}, {1: 2.5, 2: 1.0}, 13.5)]
+    samples = [Sample(0.5, 100.0, {1: 200.0}, {1: 1.0}, 10.0),
+               Sample(1.5, 101.0, {1: 210.0, 2: 205.0}, {1: 1.5}, 11.0),
+               Sample(2.5, 102.0, {}, {2: 0.25}, 12.0),
+               Sample(3.5, 104.0, {1: 212.0, 2: 260.0}, {1: 2.5, 2: 1.25}, 13.5)]
     # trials finish at 1.0, 1.2, 2.0, 3.0 and 4.0: the first two share the 1.5 s sample, the third hits a
     # sample without workers, the last has no later sample
     series = rss_by_trial(samples, [1.2, 1.0, 2.0, 3.0, 4.0])
@@ -171,8 +185,9 @@ def test_rss_series_growth_and_cores():
     assert worker_growth(series, 1, 2) == {"from_mib": 205.0, "to_mib": 260.0, "growth_mib": 55.0, "pid": 2}
     assert driver_growth(series, 1, 2) == {"from_mib": 101.0, "to_mib": 104.0, "growth_mib": 3.0}
     assert driver_growth(series, 4, 1)["growth_mib"] is None
-    # 1.5 s .. 3.5 s: workers 1 and 2 used 1.0 + 1.0 CPU seconds, the machine 2.5
+    # 1.5 s .. 3.5 s: worker 1 used 1.0 CPU seconds, worker 2 (first seen at 2.5 s) 1.0, the machine 2.5
     assert cores_used(samples, 1.0, 4.0) == {"trial_workers": 1.0, "machine": 1.25, "seconds": 2.0}
+    assert cores_used(samples, 3.0, 4.0)["trial_workers"] is None
 
 
 def test_tiny_grid_has_exactly_n_trials():

@@ -15,7 +15,8 @@ from benchmarks.naive import MaskedImages, naive_maps
 from benchmarks.report import Metric, format_table
 from benchmarks.rss import Sample, cores_used, driver_growth, rss_by_trial, worker_growth
 from benchmarks.settings import QUICK
-from benchmarks.sweep_bench import SweepRun, _tiny_grid_axes, overhead_shares
+from benchmarks.settings import FULL
+from benchmarks.sweep_bench import TRIALS_PER_GPU_SLOT, SweepRun, _tiny_grid_axes, overhead_shares, packing_spec
 from roar.attribution import compute_maps
 from roar.datasets import dataset_available, make_image_data
 from roar.fills import apply_fill
@@ -195,6 +196,18 @@ def test_tiny_grid_has_exactly_n_trials():
         fractions, sigmas = _tiny_grid_axes(n)
         assert len(fractions) * len(sigmas) == n
         assert all(0 < f < 1 for f in fractions) and len(set(fractions)) == len(fractions)
+
+
+def test_gpu_packing_specs_are_valid_sweeps(tmp_path):
+    """The packed-GPU sweeps parse as specs (the GPUs themselves are checked only on a GPU machine)."""
+    from sweep.grid import expand
+    from sweep.spec import parse_spec
+
+    for k in FULL.gpu_packing:
+        spec = parse_spec(packing_spec(FULL, k, str(tmp_path / f"gpu-{k}"), cpus=16), check_environment=False)
+        assert spec.resources.gpus_per_trial == 1 / k and spec.resources.max_concurrent_trials == k
+        assert spec.resources.cpus_per_trial == max(1, 16 // k) and spec.resources.device == "cuda"
+        assert len(expand(spec)) == TRIALS_PER_GPU_SLOT * k
 
 
 def test_gpu_rows_are_skipped_without_cuda():

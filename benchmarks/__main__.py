@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(metrics)
     notes = closing_notes(details)
     print(table)
+    for m in metrics:
+        if m.note:
+            print(f"  {m.metric.strip()}: {m.note}")
     for line in notes:
         print(f"  {line}")
     print(f"  {settings.name} run, {seconds:.0f} s; load average {load_before} → {_load()}")

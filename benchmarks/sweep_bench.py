@@ -44,14 +44,16 @@ Log = Callable[[str], None]
 
 @contextlib.contextmanager
 def ray_cluster(num_cpus: int | None = None, num_gpus: int | None = None):
-    """A private local Ray cluster for the benchmark (or the one already connected, left running)."""
+    """A private local Ray cluster for the benchmark (or the one this process is already connected to,
+    left running). RAY_ADDRESS is ignored: the figures are about this machine."""
     import ray
 
     if ray.is_initialized():
         yield ray
         return
     tmp = tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_ADDRESS")}
+    os.environ.pop("RAY_ADDRESS", None)
     os.environ.update(RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled")
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, object_store_memory=100 * 1024 ** 2)

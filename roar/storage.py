@@ -18,10 +18,15 @@ import pyarrow.fs as pafs
 TMP_PREFIX = ".tmp-"
 
 
+def env_endpoint() -> str | None:
+    """The S3 endpoint named by the environment (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3), if any."""
+    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+
+
 def _filesystem(uri: str, endpoint_url: str | None = None):
     if uri.startswith("s3://"):
         kwargs = {}
-        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        endpoint = endpoint_url or env_endpoint()
         if endpoint:
             scheme, _, host = endpoint.partition("://")
             kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
@@ -45,6 +50,11 @@ class Store:
     endpoint_url: str | None = None
 
     def __post_init__(self):
+        if self.endpoint_url is None and self.uri.startswith("s3://"):
+            # Resolved here, in the process that builds the Store, so the endpoint travels with the
+            # pickled Store to Ray workers on nodes whose environment does not name it. Credentials
+            # never travel: each worker reads them from its own environment or instance role.
+            self.endpoint_url = env_endpoint()
         self.fs, self.root = _filesystem(self.uri, self.endpoint_url)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 

@@ -164,7 +164,9 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    kwargs = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING,
+              # trials keep the driver's working directory, so relative data roots mean what they say
+              "runtime_env": {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, **kwargs)
     else:

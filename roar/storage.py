@@ -50,6 +50,10 @@ class Store:
     endpoint_url: str | None = None
 
     def __post_init__(self):
+        if "://" not in self.uri:
+            # absolute now, in the driver: Ray Tune may run a trial in its own working directory, where
+            # a relative path would silently point somewhere else
+            self.uri = os.path.abspath(os.path.expanduser(self.uri))
         if self.endpoint_url is None and self.uri.startswith("s3://"):
             # Resolved here, in the process that builds the Store, so the endpoint travels with the
             # pickled Store to Ray workers on nodes whose environment does not name it. Credentials

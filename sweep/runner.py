@@ -360,10 +360,30 @@ def _tune_storage(plan: Plan) -> str:
     return os.path.join(tempfile.gettempdir(), "roar-tune")
 
 
+def _keep_credentials_out_of_ray_logs() -> None:
+    """Stop Ray Tune from copying the driver's AWS credentials into the trial actors' runtime_env.
+
+    Tune puts AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_SECURITY_TOKEN into
+    each trainable's runtime_env (ray.tune.execution.class_cache), and Ray's runtime-env agent logs
+    every runtime_env in plain text (logs/runtime_env_agent.log): the secret key ends up in a log file.
+    Trials do not need the copy: like the stage tasks, they read credentials from their node's
+    environment or instance role (a local cluster inherits the driver's environment).
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:  # a Ray without this module does not copy them either
+        return
+    names = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if isinstance(names, (set, frozenset)):
+        class_cache.ENV_VARS_TO_PROPAGATE = frozenset(n for n in names if not n.startswith("AWS_"))
+
+
 def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, verbose: bool):
     from ray import tune
 
     from .trainable import run_one
+
+    _keep_credentials_out_of_ray_logs()
 
     # Tune's per-trial JSON/CSV/TensorBoard loggers duplicate what the row holds; skip their I/O.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

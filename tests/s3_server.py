@@ -7,6 +7,7 @@ key is a distinctive string so tests can prove it is written nowhere (rows, logs
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def moto_server():
     """The endpoint URL of a moto S3 server on a free port; stopped when the module's tests end."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

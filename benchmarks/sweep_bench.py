@@ -183,6 +183,18 @@ def overhead_shares(run: SweepRun) -> dict:
             "fixed_seconds": run.seconds - run.trial_phase_seconds}
 
 
+def sweep_store(workdir: str, name: str) -> str:
+    """A fresh results store for one benchmark sweep whose stage artifacts (base models, maps) live in
+    one folder shared by every benchmark sweep: a later sweep of the same base models skips stages A/B,
+    as a real re-run would. Rows stay per store, so the same grid can run twice."""
+    shared = os.path.join(workdir, "shared-artifacts")
+    os.makedirs(shared, exist_ok=True)
+    store = os.path.join(workdir, name)
+    os.makedirs(store)
+    os.symlink(shared, os.path.join(store, "artifacts"))
+    return store
+
+
 # --- items 2 and 3 on CPU ---------------------------------------------------------------------------
 def _bench_grid(settings: BenchSettings, name: str, store: str, concurrency: int, **resources) -> dict:
     fixed = {**settings.sweep_trial, "attribution": "saliency"}
@@ -191,13 +203,13 @@ def _bench_grid(settings: BenchSettings, name: str, store: str, concurrency: int
 
 
 def sweep_section(settings: BenchSettings, workdir: str, log: Log) -> tuple[list[Metric], dict]:
-    two_store, one_store = os.path.join(workdir, "sweep-2"), os.path.join(workdir, "sweep-1")
     log("[sweep] cold sweep, 2 trials at once (stage A and B inside)")
-    two = run_sweep(_bench_grid(settings, "bench-2", two_store, 2), log)
+    two = run_sweep(_bench_grid(settings, "bench-2", sweep_store(workdir, "sweep-2"), 2), log)
+    if two.stage_a_seconds == 0:
+        raise RuntimeError("the overhead sweep found its base models already made; its shares need a cold start")
     # the 1-at-a-time run reuses the stage artifacts: only its trial phase is compared
-    shutil.copytree(os.path.join(two_store, "artifacts"), os.path.join(one_store, "artifacts"))
     log("[sweep] same grid, 1 trial at once (stage artifacts reused)")
-    one = run_sweep(_bench_grid(settings, "bench-1", one_store, 1), log)
+    one = run_sweep(_bench_grid(settings, "bench-1", sweep_store(workdir, "sweep-1"), 1), log)
     shares = overhead_shares(two)
     pct = shares["percent"]
     n = len(two.rows)
@@ -255,7 +267,7 @@ def _tiny_grid_axes(n: int) -> tuple[list[float], list[float]]:
 def memory_section(settings: BenchSettings, workdir: str, log: Log) -> tuple[list[Metric], dict]:
     n = settings.memory_trials
     fractions, sigmas = _tiny_grid_axes(n)
-    spec = grid_spec("bench-memory", os.path.join(workdir, "memory"), TINY_TRIAL, {"fraction": fractions},
+    spec = grid_spec("bench-memory", sweep_store(workdir, "memory"), TINY_TRIAL, {"fraction": fractions},
                      sigmas, concurrency=2)
     log(f"[memory] {n} tiny trials, 2 at once, RSS sampled every 0.2 s")
     run = run_sweep(spec, log, sample_interval=0.2)
@@ -340,17 +352,12 @@ def gpu_packing_section(settings: BenchSettings, workdir: str, log: Log, cuda: s
     card = torch.cuda.get_device_name(torch.device(cuda))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     runs, metrics = {}, []
-    # the artifacts of the first run serve all later ones: only trial phases are compared
-    artifacts = None
+    # the stage artifacts of the first run serve all later ones: only trial phases are compared
     for k in settings.gpu_packing:
-        store = os.path.join(workdir, f"gpu-{k}")
-        if artifacts:
-            shutil.copytree(artifacts, os.path.join(store, "artifacts"))
-        spec = packing_spec(settings, k, store, cpus)
+        spec = packing_spec(settings, k, sweep_store(workdir, f"gpu-{k}"), cpus)
         log(f"[gpu] {TRIALS_PER_GPU_SLOT * k} trials, {k} packed on {card}")
         with GpuUtilisation() as util:
             run = run_sweep(spec, log)
-        artifacts = artifacts or os.path.join(store, "artifacts")
         runs[k] = {**_run_details(run), "gpu_utilisation_percent": util.mean}
     first = settings.gpu_packing[0]
     base = runs[first]

@@ -166,7 +166,7 @@ def _map(store: Store, fn: Callable, items: list) -> list:
 def inventory(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> Inventory:
     every = _list_files(store)
     temp = sorted(k for k in every if posixpath.basename(k).startswith(TMP_PREFIX))
-    files = {k: s for k, s in every.items() if k not in set(temp)}
+    files = {k: s for k, s in every.items() if not posixpath.basename(k).startswith(TMP_PREFIX)}
 
     def parquet_under(folder: str) -> list[str]:
         return sorted(k for k in files if k.startswith(folder + "/") and k.endswith(rows.SUFFIX))
@@ -235,8 +235,8 @@ def _same_result(a: dict, b: dict) -> bool:
 def check_duplicates(inv: Inventory) -> Iterable[Finding]:
     in_parts: dict[str, list[tuple[str, dict]]] = {}
     for parsed in inv.compacted:
-        for row in parsed.rows:
-            in_parts.setdefault(row["trial_id"], []).append((parsed.key, row))
+        for row in parsed.rows:  # a null trial_id is reported by check_rows; str() keeps sorting total
+            in_parts.setdefault(str(row["trial_id"]), []).append((parsed.key, row))
     for trial_id, found in sorted(in_parts.items()):
         if len(found) > 1:
             keys = sorted({k for k, _ in found})
@@ -246,7 +246,7 @@ def check_duplicates(inv: Inventory) -> Iterable[Finding]:
         if parsed.error or len(parsed.rows) != 1:
             continue
         row = parsed.rows[0]
-        for part_key, other in in_parts.get(row["trial_id"], []):
+        for part_key, other in in_parts.get(str(row["trial_id"]), []):
             if row["status"] == "ok" and other["status"] == "ok" and not _same_result(row, other):
                 differ = [c for c in COLUMNS if c not in VOLATILE_COLUMNS and not _same_result(
                     {c: row.get(c)}, {c: other.get(c)})]
@@ -310,7 +310,7 @@ def check_artifacts(inv: Inventory) -> Iterable[Finding]:
         try:
             meta = json.loads(inv.store.read_bytes(a.meta))
             problems = verify_artifact(inv.store, a.meta)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, AttributeError, TypeError) as exc:  # bad JSON, or JSON of the wrong shape
             yield Finding("artifacts", PROBLEM, a.meta, f"unreadable meta file: {_first_line(exc)}")
             continue
         for p in problems:

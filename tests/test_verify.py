@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +145,8 @@ DAMAGE = {
         [("artifacts", f"{MAPS2}/", f"its meta fields do not hash to the key {TRIALS[2].maps_key()!r}")]),
     "unreadable meta": (lambda s: s.write_bytes(f"{MODEL}.json", b"{not json"),
                         [("artifacts", f"{MODEL}.json", "unreadable meta file: JSONDecodeError")]),
+    "meta of the wrong shape": (lambda s: s.write_bytes(f"{MAPS0}/meta.json", b"[1, 2]"),
+                                [("artifacts", f"{MAPS0}/meta.json", "unreadable meta file: AttributeError")]),
 }
 
 

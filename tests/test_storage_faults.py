@@ -285,6 +285,24 @@ def test_disk_full_mid_sweep_stops_keeps_finished_rows_and_resumes(ray_session, 
     assert_same_results(store, reference)
 
 
+def test_disk_full_in_a_stage_stops_the_sweep_before_any_trial(ray_session, reference, tmp_path, monkeypatch,
+                                                               by_value):
+    """The first write of the sweep (the base model, in a stage task) hits the full disk: the stage
+    fails, the failed rows the driver then writes fail too, and the sweep stops with a store fault
+    instead of recording trial failures that are really the store's."""
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    spec = load_spec(str(reference.spec_path), store=str(tmp_path / "store"))
+    monkeypatch.setattr(runner_mod, "Store", functools.partial(DiskFillingStore, ledger=str(ledger), room=0))
+    lines: list[str] = []
+    result = run(spec, out=lines.append)
+    assert result.exit_code == 3 and (result.ok, result.failed, result.missing) == (0, 0, 4)
+    assert any("stage A 1/1, stage B 0/1" in line and "No space left on device" in line for line in lines), lines
+    stopped = [line for line in lines if "STOPPED: the results store failed: writing rows/" in line]
+    assert len(stopped) == 1 and "OSError: [Errno 28] No space left on device" in stopped[0], lines
+    assert sorted(snapshot(tmp_path / "store")) == [] and temp_files(tmp_path / "store") == []
+
+
 # --- crash leftovers -------------------------------------------------------------------------------------
 def test_truncated_and_empty_row_files_are_detected_and_redone(ray_session, reference, tmp_path):
     trials = reference.trials()

@@ -1,6 +1,7 @@
 """The smoke sweep against a real S3-compatible server (moto on localhost) through `roar run`: rows and
 artifacts land in the bucket, a rerun skips everything, analysis.load("s3://…") reads the rows back,
-`roar verify` passes, and the secret key appears in no object, no output line and no Ray log.
+`roar verify` passes, `roar report` writes its report from the bucket, and the secret key appears in no
+object, no output line, no Ray log and no report file.
 
 The sweep runs as a subprocess with its own local Ray cluster, as a user would start it: its workers
 get the credentials from the environment they inherit and the endpoint only from the spec's
@@ -23,6 +24,7 @@ import analysis
 from analysis.schema import COLUMNS, PROVENANCE_COLUMNS
 from roar.storage import Store
 from sweep import rows
+from sweep.cli import main as cli_main
 from sweep.grid import expand
 from sweep.runner import run
 from sweep.spec import load_spec
@@ -67,7 +69,7 @@ def files_containing(folder: str, needle: bytes) -> list[str]:
     return hits
 
 
-def sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, small: bool):
+def sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, capsys, small: bool):
     """`roar run` into the bucket, then every check that needs no second sweep; returns (spec path, uri)."""
     uri = s3.uri("sweeps/smoke")
     path = spec_file(tmp_path, uri, s3.endpoint, small)
@@ -107,17 +109,24 @@ def sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, small: bool):
     assert all(res.ok["accuracy"].between(0, 1)) and set(res.ok["n_test"]) == {256}
 
     assert verify_main([uri, "--spec", str(path), "--strict"]) == 0
+    report = tmp_path / "report"
+    assert cli_main(["report", uri, "-o", str(report)]) == 0
+    assert (report / "report.html").is_file() and files_containing(str(report), SECRET_KEY.encode()) == []
+    printed = capsys.readouterr()
+    assert "verify OK: 0 problem(s), 0 warning(s)" in printed.out
+    assert SECRET_KEY not in printed.out + printed.err
     return path, uri, ids
 
 
-def test_small_smoke_sweep_on_s3_resumes_loads_and_verifies(tmp_path, s3, sweep_process, monkeypatch):
-    sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, small=True)
+def test_small_smoke_sweep_on_s3_resumes_loads_verifies_and_reports(tmp_path, s3, sweep_process, monkeypatch,
+                                                                    capsys):
+    sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, capsys, small=True)
 
 
 @pytest.mark.slow
 def test_full_smoke_sweep_on_s3_resumes_and_matches_a_local_folder(tmp_path, s3, sweep_process, monkeypatch,
                                                                     capsys):
-    path, uri, ids = sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, small=False)
+    path, uri, ids = sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, capsys, small=False)
     store = Store(uri)
     before = rows_by_id(store)
 

@@ -271,12 +271,16 @@ def run_search(spec: SearchSpec, local: bool = False, address: str | None = None
                out: Out = print) -> SearchResult:
     """Run (or continue) every study of the spec; returns the summary lines and counts."""
     store = Store(spec.sweep.store, spec.sweep.endpoint_url)
+    if store.is_local:  # Tune runs each trial in its own working folder: a relative path would land there
+        store = Store(store.root, spec.sweep.endpoint_url)
     study_store = StudyStore(store, spec.name)
     kind = KINDS[spec.kind]
     env = TrialEnv(store=store, sweep_name=spec.name, device=spec.sweep.resources.device,
                    settings=spec.settings, space=spec.space)
     cells = spec.cells()
     result = SearchResult(studies=len(cells))
+    from optuna.trial import TrialState
+
     started_ray = False
     if not local:
         from .runner import connect
@@ -300,10 +304,9 @@ def run_search(spec: SearchSpec, local: bool = False, address: str | None = None
                 else:
                     optimize_tune(spec, cell, study, n_new, env, study_store, out, verbose)
             study_store.sync()
-            lines = kind.summary(spec, cell, study, store)
-            if any("no completed trial" in line or "no finished trial" in line for line in lines):
+            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 result.empty += 1
-            result.lines += lines
+            result.lines += kind.summary(spec, cell, study, store)
     except KeyboardInterrupt:
         result.interrupted = True
         study_store.sync()
@@ -330,8 +333,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def describe(spec: SearchSpec) -> str:
     lines = [f"search {spec.name!r} ({spec.kind}) -> {spec.sweep.store}",
-             f"  space: " + "; ".join(f"{d.name} {d.values}" for d in spec.space),
-             f"  {spec.trials} trials per study, sampler seed {spec.seed}, {spec.startup_trials} random start-up trials"]
+             "  space: " + "; ".join(f"{d.name} {d.values}" for d in spec.space),
+             f"  {spec.trials} trials per study, sampler seed {spec.seed}, "
+             f"{spec.startup_trials} random start-up trials"]
     lines += [f"  study {c.study}" for c in spec.cells()]
     return "\n".join(lines)
 

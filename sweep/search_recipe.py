@@ -15,7 +15,8 @@ sweep spec can take over (see ``read_recipe``).
 
 Each finished trial writes a row with protocol ``clean`` (no removal): ``accuracy`` and
 ``base_accuracy`` are the clean model's accuracy on the whole test split; ``detail_json`` holds the
-validation curve and the cost.
+validation curve and the cost. The removal columns (attribution, post-processing, fraction) keep the
+TrialSpec defaults and mean nothing for such a row; the analysis gives protocol ``clean`` no score.
 """
 from __future__ import annotations
 

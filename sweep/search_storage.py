@@ -99,10 +99,12 @@ def open_study(study_store: StudyStore, name: str, setup: dict):
     elif stored != canonical:
         changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
         detail = _first_difference(stored, canonical)
+        how = (f" (optuna delete-study --study-name {name} --storage sqlite:///{study_store.local_path})"
+               if study_store.store.is_local else "")
         raise StudySetupError(
             f"study {name!r} in {study_store.where} was made with a different {', '.join(changed)} "
             f"({detail}); resuming would mix trials of two setups. Give the search a new name, or delete "
-            f"the study to start over")
+            f"the study to start over{how}")
     return study
 
 
@@ -121,22 +123,30 @@ def sampler_for(study, seed: int, startup_trials: int):
     import optuna
 
     mixed = (seed * 1_000_003 + zlib.crc32(study.study_name.encode()) + len(study.trials)) % 2 ** 32
-    return optuna.samplers.TPESampler(seed=mixed, n_startup_trials=startup_trials)
+    # constant_liar: trials still running count as bad results, so concurrent Tune trials are not all
+    # drawn at the same promising point (a no-op for the one-at-a-time local backend).
+    return optuna.samplers.TPESampler(seed=mixed, n_startup_trials=startup_trials, constant_liar=True)
+
+
+INTERRUPTED = "interrupted_trials"   # study user attr: numbers of trials failed because their process died
 
 
 def counted_trials(study) -> int:
-    """Trials that used budget: finished ones (complete, pruned or failed)."""
+    """Trials that used budget: finished ones (complete, pruned or failed), except those that failed
+    only because their process was interrupted (they are run again)."""
     from optuna.trial import TrialState
 
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.trials)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.trials)
+    return finished - len(study.user_attrs.get(INTERRUPTED, []))
 
 
 def resolve_orphans(study, stored_value: Callable[[dict], float | None]) -> tuple[int, int]:
     """Trials left RUNNING by a process that died: complete those whose row was written (the value comes
-    from the row, no work is lost), fail the rest. Returns (completed, failed)."""
+    from the row, no work is lost), fail the rest and note them, so they do not use budget.
+    Returns (completed, failed)."""
     from optuna.trial import TrialState
 
-    completed = failed = 0
+    completed, failed = 0, []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         value = stored_value(t.params) if t.params else None
         if value is not None:
@@ -144,8 +154,10 @@ def resolve_orphans(study, stored_value: Callable[[dict], float | None]) -> tupl
             completed += 1
         else:
             study.tell(t.number, state=TrialState.FAIL)
-            failed += 1
-    return completed, failed
+            failed.append(t.number)
+    if failed:
+        study.set_user_attr(INTERRUPTED, sorted(study.user_attrs.get(INTERRUPTED, []) + failed))
+    return completed, len(failed)
 
 
 def enqueue_baseline(study, params: dict) -> None:

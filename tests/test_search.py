@@ -131,13 +131,15 @@ def test_resume_completes_an_interrupted_trial_from_its_row(store_dir):
     lost = study.ask({"transform": dist, "sigma": optuna.distributions.FloatDistribution(0, 3)})  # no row
     spec = parse(data)
     cell = spec.cells()[0]
-    env = search_mod.TrialEnv(store=Store(str(store_dir)), sweep_name="orphan", settings=spec.settings, space=spec.space)
+    store = Store(str(store_dir))
+    env = search_mod.TrialEnv(store=store, sweep_name="orphan", settings=spec.settings, space=spec.space)
     lines = []
-    study2, n_new = search_mod.prepare_study(spec, cell, StudyStore(Store(str(store_dir)), "orphan"), env, lines.append)
+    study2, n_new = search_mod.prepare_study(spec, cell, StudyStore(store, "orphan"), env, lines.append)
     resumed = study2.trials[orphan.number]
     assert resumed.state.name == "COMPLETE" and resumed.value == raw
     assert study2.trials[lost.number].state.name == "FAIL"
     assert "1 interrupted trial(s) completed from their rows, 1 marked failed" in lines[0]
+    assert n_new == 0  # trials: 1 is reached by trial 0 and the completed orphan; the lost one is not counted
 
 
 def test_changed_setup_is_refused(store_dir, tmp_path):
@@ -202,8 +204,11 @@ def test_recipe_search_writes_rows_and_a_recipe_that_sweeps_can_read(store_dir, 
 
 
 # --- Ray Tune ----------------------------------------------------------------------------------------
-def test_tune_backend_runs_the_same_study(store_dir, ray_session):
-    spec = parse(gaming(store_dir, "tune", trials=4))
+def test_tune_backend_runs_the_same_study(store_dir, ray_session, monkeypatch):
+    """Through OptunaSearch, two trials at once; a relative store path still means the driver's folder
+    (Tune runs every trial in its own working folder)."""
+    monkeypatch.chdir(store_dir.parent)
+    spec = parse(gaming(store_dir.name, "tune", trials=4))
     result = search_mod.run_search(spec, out=lambda line: None)
     assert result.exit_code == 0
     study = study_of(store_dir, "tune", "tune")
@@ -218,9 +223,10 @@ def test_tune_backend_runs_the_same_study(store_dir, ray_session):
 
 
 # --- validation --------------------------------------------------------------------------------------
-def _with(data, path, value):
+def _with(data, path: str, value):
+    """A copy of `data` with the dotted `path` set to `value` (or deleted for _DELETE)."""
     data = copy.deepcopy(data)
-    *parents, last = path
+    *parents, last = path.split(".")
     node = data
     for p in parents:
         node = node[p]
@@ -234,30 +240,37 @@ def _with(data, path, value):
 _DELETE = object()
 G = gaming("/tmp/unused", "g", 3, space={"transform": ["gaussian", "max_filter"], "sigma": {"low": 0.5, "high": 2.0},
                                            "filter_size": {"low": 2, "high": 5}})
+SP = "search.space"
 
 
 @pytest.mark.parametrize("path, value, message", [
-    (("search", "space", "sigmma"), {"low": 0, "high": 1}, "search.space.sigmma: unknown gaming search parameter 'sigmma'; did you mean 'sigma'?"),
-    (("search", "space", "sigma"), {"low": 3.0, "high": 1.0}, "search.space.sigma: low 3.0 > high 1.0; low must be <= high"),
-    (("search", "space", "sigma"), {"choices": []}, "search.space.sigma.choices: must be a non-empty list of values, got []"),
-    (("search", "space", "sigma"), {"low": -1.0, "high": 1.0}, "search.space.sigma.low: sigma -1.0 must be >= 0"),
-    (("search", "space", "filter_size"), {"low": 2.5, "high": 5}, "search.space.filter_size.low: filter_size must be an integer"),
-    (("search", "space", "transform"), ["gausian"], "unknown transform 'gausian'; did you mean 'gaussian'?"),
-    (("search", "space", "transform"), ["blur_matched_random"], "null model, not a transform of the method's map"),
-    (("search", "space", "transform"), ["gaussian", "gamma+gaussian"], "combination 'gamma+gaussian' needs the 'chain' post-processing"),
-    (("search", "space", "transform"), ["gaussian"], "search.space.filter_size: no transform in search.space.transform reads filter_size"),
-    (("search", "space", "transform"), ["gaussian", "max_filter", "quantize"], "search.space.levels: missing: transform 'quantize' reads levels"),
-    (("search", "space", "sigma"), {"low": 0.0, "high": 1.0, "log": True}, "log: true needs low > 0"),
-    (("search", "space", "sigma"), {"low": 0.5, "high": 1.0, "scale": 2}, "search.space.sigma.scale: unknown distribution key 'scale'"),
-    (("search", "kind"), "gamming", "search.kind: unknown search kind 'gamming'; did you mean 'gaming'?"),
-    (("search", "trials"), 0, "search.trials: must be an integer >= 1, got 0"),
-    (("search", "trails"), 3, "search.trails: unknown key of a gaming search 'trails'; did you mean 'trials'?"),
-    (("search", "target_accuracy"), 0.9, "search.target_accuracy: unknown key of a gaming search"),
-    (("fixed", "sigma"), 1.0, "fixed: sigma is set here but the search sets the post-processing; remove it"),
-    (("fixed", "protocol"), "leakage", "protocol: 'leakage' has no score to maximise"),
-    (("fixed", "attribution"), "salency", "fixed.attribution: unknown attribution 'salency'; did you mean 'saliency'?"),
-    (("postprocess",), [{"name": "gaussian", "sigma": [1]}], "postprocess: a gaming search chooses the post-processing itself"),
-    (("search",), _DELETE, "search: missing: a search spec needs a search section"),
+    (f"{SP}.sigmma", {"low": 0, "high": 1},
+     "search.space.sigmma: unknown gaming search parameter 'sigmma'; did you mean 'sigma'?"),
+    (f"{SP}.sigma", {"low": 3.0, "high": 1.0}, "search.space.sigma: low 3.0 > high 1.0; low must be <= high"),
+    (f"{SP}.sigma", {"choices": []}, "search.space.sigma.choices: must be a non-empty list of values, got []"),
+    (f"{SP}.sigma", {"low": -1.0, "high": 1.0}, "search.space.sigma.low: sigma -1.0 must be >= 0"),
+    (f"{SP}.filter_size", {"low": 2.5, "high": 5}, "search.space.filter_size.low: filter_size must be an integer"),
+    (f"{SP}.transform", ["gausian"], "unknown transform 'gausian'; did you mean 'gaussian'?"),
+    (f"{SP}.transform", ["blur_matched_random"], "null model, not a transform of the method's map"),
+    (f"{SP}.transform", ["gaussian", "gamma+gaussian"],
+     "combination 'gamma+gaussian' needs the 'chain' post-processing"),
+    (f"{SP}.transform", ["gaussian"],
+     "search.space.filter_size: no transform in search.space.transform reads filter_size"),
+    (f"{SP}.transform", ["gaussian", "max_filter", "quantize"],
+     "search.space.levels: missing: transform 'quantize' reads levels"),
+    (f"{SP}.sigma", {"low": 0.0, "high": 1.0, "log": True}, "log: true needs low > 0"),
+    (f"{SP}.sigma", {"low": 0.5, "high": 1.0, "scale": 2},
+     "search.space.sigma.scale: unknown distribution key 'scale'"),
+    ("search.kind", "gamming", "search.kind: unknown search kind 'gamming'; did you mean 'gaming'?"),
+    ("search.trials", 0, "search.trials: must be an integer >= 1, got 0"),
+    ("search.trails", 3, "search.trails: unknown key of a gaming search 'trails'; did you mean 'trials'?"),
+    ("search.target_accuracy", 0.9, "search.target_accuracy: unknown key of a gaming search"),
+    ("fixed.sigma", 1.0, "fixed: sigma is set here but the search sets the post-processing; remove it"),
+    ("fixed.protocol", "leakage", "protocol: 'leakage' has no score to maximise"),
+    ("fixed.attribution", "salency", "fixed.attribution: unknown attribution 'salency'; did you mean 'saliency'?"),
+    ("postprocess", [{"name": "gaussian", "sigma": [1]}],
+     "postprocess: a gaming search chooses the post-processing itself"),
+    ("search", _DELETE, "search: missing: a search spec needs a search section"),
 ])
 def test_invalid_gaming_specs_name_the_field(path, value, message):
     with pytest.raises(SpecError) as err:
@@ -269,15 +282,15 @@ R = recipe("/tmp/unused", "r", 3)
 
 
 @pytest.mark.parametrize("path, value, message", [
-    (("search", "target_accuracy"), _DELETE, "search.target_accuracy: missing: the validation accuracy"),
-    (("search", "target_accuracy"), 1.5, "search.target_accuracy: must be a fraction in (0, 1], got 1.5"),
-    (("search", "space", "lr"), {"low": 0.0, "high": 0.1}, "search.space.lr.low: lr 0.0 must be > 0"),
-    (("search", "space", "epochs"), {"low": 3, "high": 1}, "search.space.epochs: low 3 > high 1"),
-    (("search", "space", "width"), [], "search.space.width.choices: must be a non-empty list"),
-    (("search", "space", "optimizer"), ["sgd", "adamw"], "unknown optimizer 'adamw'; did you mean 'adam'?"),
-    (("search", "space", "sigma"), {"low": 0, "high": 1}, "search.space.sigma: unknown recipe search parameter 'sigma'"),
-    (("search", "pruning"), {"grace_epochs": 0}, "search.pruning.grace_epochs: must be an integer >= 1, got 0"),
-    (("fixed", "lr"), 0.1, "fixed: lr is set here but it is in search.space; remove it"),
+    ("search.target_accuracy", _DELETE, "search.target_accuracy: missing: the validation accuracy"),
+    ("search.target_accuracy", 1.5, "search.target_accuracy: must be a fraction in (0, 1], got 1.5"),
+    (f"{SP}.lr", {"low": 0.0, "high": 0.1}, "search.space.lr.low: lr 0.0 must be > 0"),
+    (f"{SP}.epochs", {"low": 3, "high": 1}, "search.space.epochs: low 3 > high 1"),
+    (f"{SP}.width", [], "search.space.width.choices: must be a non-empty list"),
+    (f"{SP}.optimizer", ["sgd", "adamw"], "unknown optimizer 'adamw'; did you mean 'adam'?"),
+    (f"{SP}.sigma", {"low": 0, "high": 1}, "search.space.sigma: unknown recipe search parameter 'sigma'"),
+    ("search.pruning", {"grace_epochs": 0}, "search.pruning.grace_epochs: must be an integer >= 1, got 0"),
+    ("fixed.lr", 0.1, "fixed: lr is set here but it is in search.space; remove it"),
 ])
 def test_invalid_recipe_specs_name_the_field(path, value, message):
     with pytest.raises(SpecError) as err:
@@ -286,8 +299,8 @@ def test_invalid_recipe_specs_name_the_field(path, value, message):
 
 
 def test_every_problem_is_reported_at_once():
-    data = _with(_with(G, ("search", "trials"), -1), ("fixed", "fraction"), 1.5)
-    data = _with(data, ("search", "space", "sigma"), {"low": 2.0, "high": 1.0})
+    data = _with(_with(G, "search.trials", -1), "fixed.fraction", 1.5)
+    data = _with(data, f"{SP}.sigma", {"low": 2.0, "high": 1.0})
     with pytest.raises(SpecError) as err:
         parse(data)
     text = str(err.value)
@@ -297,14 +310,14 @@ def test_every_problem_is_reported_at_once():
 
 def test_cli_exits_2_on_a_bad_spec_and_runs_nothing(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(_with(gaming(tmp_path / "store", "bad", 3), ("search", "seed"), -2)))
+    path.write_text(yaml.safe_dump(_with(gaming(tmp_path / "store", "bad", 3), "search.seed", -2)))
     assert search_mod.main([str(path), "--local"]) == 2
     assert "search.seed: must be an integer >= 0, got -2" in capsys.readouterr().err
     assert not (tmp_path / "store" / "search").exists() and not (tmp_path / "store" / "rows").exists()
 
 
 def test_space_is_conditional_and_studies_are_named_per_method():
-    data = _with(G, ("axes",), {"attribution": ["saliency", "random"]})
+    data = _with(G, "axes", {"attribution": ["saliency", "random"]})
     data["fixed"].pop("attribution")
     spec = parse(data)
     assert [c.study for c in spec.cells()] == ["g-saliency", "g-random"]

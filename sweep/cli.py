@@ -73,17 +73,34 @@ def cmd_run(args, argv: list[str]) -> int:
             from .runner import connect, ray_cluster_info
             connect(args.address, args.verbose)
             cluster = ray_cluster_info(f"the Ray cluster at {remote}")
-        spec = load_spec(args.spec, store=args.store, cluster=cluster)
+        # a dry run plans anywhere (a GPU spec on a laptop): environment problems become warnings
+        spec = load_spec(args.spec, store=args.store, cluster=cluster, check_environment=not args.dry_run)
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
     from . import runner
     if args.dry_run:
-        print(runner.describe_plan(runner.make_plan(spec, prune_bad=False), cluster))
-        return 0
+        return _dry_run(spec, cluster)
     result = runner.run(spec, address=args.address, retry_failed=args.retry_failed, verbose=args.verbose,
                         resume_command=resume)
     return result.exit_code
+
+
+def _dry_run(spec, cluster) -> int:
+    import dataclasses
+    import tempfile
+
+    from . import runner
+    from .spec import environment_problems, local_cluster_info
+
+    problems = environment_problems(spec, cluster or local_cluster_info())
+    for problem in problems:
+        print(f"warning (a real run would stop here): {problem}", file=sys.stderr)
+    if any(p.startswith("store:") for p in problems):
+        # plan against an empty folder: counts and estimate without reading the unreachable store
+        spec = dataclasses.replace(spec, store=tempfile.mkdtemp(prefix="roar-dry-run-"))
+    print(runner.describe_plan(runner.make_plan(spec, prune_bad=False), cluster))
+    return 0
 
 
 def cmd_status(args) -> int:

@@ -10,6 +10,8 @@ from sweep import cli, rows
 from sweep.runner import describe_plan, make_plan
 from sweep.spec import ClusterInfo, load_spec
 
+ROOT_SPECS = Path(__file__).resolve().parent.parent / "specs"
+
 SMOKE = str(Path(__file__).resolve().parent.parent / "specs" / "smoke.yaml")
 CPU2 = ClusterInfo(cpus=2, gpus=0)
 
@@ -137,3 +139,13 @@ def test_estimate_uses_the_seconds_of_finished_trials(smoke):
     assert est["measured_trials"] == 5 and est["trial_seconds"] == 5 * 10.0
     assert est["parallel_trials"] == 2       # max_concurrent_trials 2, 2 CPUs at 1 per trial
     assert est["wall_seconds"] == est["stage_a_seconds"] / 2 + est["stage_b_seconds"] / 2 + 50.0 / 2
+
+
+def test_dry_run_of_a_gpu_spec_plans_on_a_cpu_machine_and_warns(tmp_path, capsys):
+    from sweep.cli import main
+
+    rc = main(["run", str(ROOT_SPECS / "paper-cifar10.yaml"), "--dry-run", "--store", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "240 unique trials" in out and "stage B (maps):     8 needed" in out
+    assert "warning (a real run would stop here): dataset cifar10" in err

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from roar.registry import lookup
-from roar.road import DEFAULT_NOISE_STD, noisy_linear_impute
+from roar.road import DEFAULT_NOISE_STD, check_images_and_mask, noisy_linear_impute
 
 BLUR_SIGMA_PX = 2.0      # Gaussian sigma of the 'blur' fill, pixels
 BLUR_TRUNCATE = 3.0      # kernel radius in sigmas
@@ -106,14 +106,6 @@ def apply_fill(x: torch.Tensor, mask, fill: str, mean: Sequence[float], seed: in
     stochastic fills.
     """
     fn = lookup(FILLS, fill, "fill")
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-        found = f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}"
-        raise ValueError(f"x must be a float torch tensor (N, C, H, W); found {found}")
-    mask = torch.as_tensor(mask)
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be bool (True = removed); found dtype {mask.dtype}")
-    expected = (x.shape[0], x.shape[2], x.shape[3])
-    if tuple(mask.shape) != expected:
-        raise ValueError(f"mask must have shape (N, H, W) = {expected} to match x; found {tuple(mask.shape)}")
+    x, mask = check_images_and_mask(x, mask)
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
     return fn(x, mask.to(x.device), mean, generator)

@@ -117,7 +117,7 @@ def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_
     it depends on the batch's composition; the noise-free solution does not.
     fallback: per-channel value (or one value) for images whose every pixel is removed.
     """
-    x, mask = _check_inputs(x, mask)
+    x, mask = check_images_and_mask(x, mask)
     if not (noise_std >= 0):
         raise ValueError(f"noise_std must be >= 0 (std on the [0, 1] image scale); found {noise_std!r}")
     n_img, n_ch, h, w = x.shape
@@ -164,7 +164,8 @@ def _fallback_values(fallback, n_ch: int) -> torch.Tensor:
     return values[None, :]
 
 
-def _check_inputs(x, mask) -> tuple[torch.Tensor, torch.Tensor]:
+def check_images_and_mask(x, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate float images (N,C,H,W) and a bool removal mask (N,H,W); shared with roar.fills."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         found = f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}"
         raise ValueError(f"x must be a float torch tensor (N, C, H, W); found {found}")

@@ -348,7 +348,7 @@ def test_shipped_specs_parse():
         spec = load_spec(str(SPECS / f"{name}.yaml"), check_environment=False)
         counts[name] = (len(expand(spec)), spec.resources.gpus_per_trial > 0)
     assert counts["smoke"] == (8, False)
-    assert counts["demo"] == (4 * 3 * 5 * 2, False)
+    assert counts["demo"] == (4 * 3 * 5 * 2 * 2, False)  # roar + leakage
     for name in ("cifar10", "svhn", "cub200"):
         assert counts[name][1], f"{name} should ask for GPUs"
 

@@ -26,14 +26,6 @@ def cases(where=lambda case: True):
     return [pytest.param(case, id=case["name"]) for case in CASES if where(case)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning threads
-    make these tests ten times slower; restored after the module so other test files are unaffected."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- tiny models --------------------------------------------------------------------------------------

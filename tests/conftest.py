@@ -22,6 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 OBJECT_STORE_BYTES = 100 * 1024 ** 2
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of small-tensor tests: intra-op threads gain nothing there, and on a
+    shared 2-core machine spinning threads make them several times slower. Restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A local Ray cluster (2 CPUs) shared by every test that needs one; shut down at the end."""

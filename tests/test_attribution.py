@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from attribution_cases import LinearNet, TinyCNN, cases, hook_count, images, single_thread  # noqa: F401
+from attribution_cases import LinearNet, TinyCNN, cases, hook_count, images
 
 import roar.attribution as attribution
 from roar.attribution import (ATTRIBUTIONS, REDUCTIONS, SIGNS, cam_layer, compute_maps, counter_normal,
                               counter_uniform, occlusion_window, resolve_targets)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TARGET = torch.tensor([0, 1, 2, 0, 1, 2])
 

@@ -23,17 +23,11 @@ from roar.fills import apply_fill
 from roar.models import build_model
 from roar.removal import pixels_removed, removal_mask
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 FMNIST = dataset_available("fashion_mnist") is None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning threads
-    make these tests several times slower; restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

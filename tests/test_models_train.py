@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from roar.models import MODELS, build_model
+from roar.models import build_model
 from roar.train import TrainConfig, evaluate, flip_crop, train_model, wilson_interval
 
 

@@ -1,14 +1,13 @@
 """End to end through roar.pipeline (no Ray): stage A, stage B, protocols, one row per trial."""
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from analysis.schema import rows_to_table
 from roar import pipeline
 from roar.attribution import compute_maps
-from roar.datasets import dataset_available, load_dataset
+from roar.datasets import dataset_available
 from roar.spec import TrialSpec
 from roar.storage import Store
 

@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from attribution_cases import single_thread  # noqa: F401
 from scipy import ndimage
 
 from roar.attribution import compute_maps
 from roar.postprocess import POSTPROCESS, postprocess_maps
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 EXTRA = {"gamma": {"gamma": 2.0}, "quantize": {"levels": 4}, "blur_matched_random": {"seed": 1}}
 INDEX = torch.tensor([3, 8, 0, 5])

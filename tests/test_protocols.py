@@ -34,17 +34,11 @@ from roar.spec import TrialSpec
 from roar.storage import Store
 from roar.train import TrainConfig, evaluate, train_model
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 N_TRAIN, N_TEST = 1000, 400
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning threads
-    make these tests several times slower; restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

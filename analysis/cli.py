@@ -58,6 +58,18 @@ def parse_filters(items: list[str]) -> dict:
     return filters
 
 
+def accuracy_tables(ok) -> dict:
+    """protocol -> DataFrame of mean accuracy, index (attribution, post-processing level), columns fraction."""
+    from .scoring import derive
+
+    if ok.empty:
+        return {}
+    df = derive(ok[ok["accuracy"].notna() & ok["study"].isna()])
+    return {protocol: g.pivot_table(index=["attribution", "level"], columns="fraction", values="accuracy",
+                                    aggfunc="mean")
+            for protocol, g in df.groupby("protocol", sort=True)}
+
+
 def _default_out(store: str) -> str:
     if "://" in store and not store.startswith("file://"):
         return "report"
@@ -94,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Summary: {paths['summary']}")
         for sentence in key_sentences(a):
             print(f"- {sentence}")
+        for protocol, table in accuracy_tables(a.results.ok).items():
+            print(f"\nMean test accuracy under {protocol} (rows: method, post-processing; columns: fraction "
+                  f"removed; mean over seeds):")
+            print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     if a.results.ok.empty:
         print(f"roar report: no successful result rows under {args.store}", file=sys.stderr)
         return 1

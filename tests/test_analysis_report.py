@@ -134,3 +134,16 @@ def test_summary_sentences_carry_the_exact_numbers():
     assert "95% CI +0.4 to +3.3 points" in sentence
     assert "(50%, 95% CI 9%–91%)" in sentence and "the mean change was +1.8 points" in sentence
     assert "across 3 seeds, 6 paired rows" in sentence
+
+
+def test_accuracy_tables_are_means_over_seeds_per_method_level_and_fraction():
+    from analysis.cli import accuracy_tables
+    from analysis.testing import fake_results
+
+    df = fake_results(seed=1, n_seeds=3, protocols=("roar",))
+    tables = accuracy_tables(df)
+    assert list(tables) == ["roar"]
+    table = tables["roar"]
+    raw = df[(df.attribution == table.index[0][0]) & (df.sigma == 0) & (df.fraction == table.columns[0])]
+    assert table.loc[(table.index[0][0], "identity"), table.columns[0]] == pytest.approx(raw.accuracy.mean())
+    assert table.shape == (df.attribution.nunique() * df.sigma.nunique(), df.fraction.nunique())

@@ -373,3 +373,13 @@ def test_true_pixel_protocols_and_oracle_need_a_dataset_with_true_pixels():
     assert "dataset 'digits'" in message
     data["fixed"]["dataset"] = "synthetic"
     assert parse_spec(data, check_environment=False).name == "gt"
+
+
+def test_protocols_spec_crosses_every_protocol_of_the_issue():
+    spec = load_spec(str(Path(__file__).resolve().parent.parent / "specs" / "protocols-fmnist.yaml"),
+                     check_environment=False)
+    trials = expand(spec)
+    assert {t.protocol for t in trials} == {"roar", "road_morf", "road_lerf", "mif", "lif", "sanity", "leakage"}
+    assert len(trials) == 3 * 2 * 2 * 7
+    # ROAD imputes; the other protocols fill with the dataset mean
+    assert {t.fill for t in trials if t.protocol.startswith("road")} == {"road"}

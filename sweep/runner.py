@@ -360,7 +360,7 @@ def _tune_storage(plan: Plan) -> str:
     return os.path.join(tempfile.gettempdir(), "roar-tune")
 
 
-def _keep_credentials_out_of_ray_logs() -> None:
+def keep_credentials_out_of_ray_logs() -> None:
     """Stop Ray Tune from copying the driver's AWS credentials into the trial actors' runtime_env.
 
     Tune puts AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_SECURITY_TOKEN into
@@ -383,7 +383,7 @@ def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, ve
 
     from .trainable import run_one
 
-    _keep_credentials_out_of_ray_logs()
+    keep_credentials_out_of_ray_logs()
 
     # Tune's per-trial JSON/CSV/TensorBoard loggers duplicate what the row holds; skip their I/O.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -232,6 +232,8 @@ def optimize_tune(spec: SearchSpec, cell: Cell, study, n_new: int, env: TrialEnv
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=OBJECTIVE, mode="max",
                                   max_t=int(space_bounds(spec.space, "epochs") or cell.spec.epochs),
                                   grace_period=pruning["grace_epochs"], reduction_factor=pruning["reduction_factor"])
+    from .runner import keep_credentials_out_of_ray_logs
+    keep_credentials_out_of_ray_logs()  # Tune would copy AWS keys into runtime_envs, which Ray logs
     trainable = tune.with_parameters(_tune_trial, kind_name=spec.kind, cell=cell, env=env)
     trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     tuner = tune.Tuner(

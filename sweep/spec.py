@@ -17,6 +17,9 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
       cpus_per_stage: 1             # stage A/B tasks (base model, maps); default: cpus_per_trial
       gpus_per_stage: 1             # default: gpus_per_trial
       max_failures: 2               # retries of a trial whose worker or node died (not of trial errors)
+    recipe: results/search-recipe/search/search-recipe/recipe.yaml   # optional: the training recipe
+                                    # chosen by `roar search` (its fields join `fixed`; relative paths
+                                    # are looked up from the working directory, then the spec's folder)
     fixed:                          # TrialSpec fields with one value
       model: small_cnn
       epochs: 2
@@ -74,7 +77,7 @@ from roar.spec import TrialSpec
 
 from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
 
-TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "fixed", "axes", "datasets",
+TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
                   "postprocess", "protocols")
 STORAGE_KEYS = ("endpoint_url",)
 DEVICES = ("auto", "cpu", "cuda")
@@ -335,6 +338,8 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
 
     resources = _parse_resources(data.get("resources"), problems)
     fixed = _parse_fixed(data.get("fixed"), problems)
+    if data.get("recipe") is not None:
+        fixed = _with_recipe(data["recipe"], fixed, source, endpoint_url, problems)
     groups = _parse_axes(data.get("axes"), problems)
     datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems)
     post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems)
@@ -358,6 +363,26 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
     if problems:
         raise SpecError(source, problems)
     return spec
+
+
+def _with_recipe(path, fixed: dict, source: str, endpoint_url: str | None, problems: Problems) -> dict:
+    """fixed plus the fields of a recipe file written by `roar search` (kind: recipe)."""
+    from .search_recipe import read_recipe
+
+    if not isinstance(path, str) or not path:
+        problems.add("recipe", f"must be the path or URI of a recipe.yaml, got {path!r}")
+        return fixed
+    beside_spec = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+    if "://" not in path and not os.path.isabs(path) and not os.path.exists(path) and os.path.exists(beside_spec):
+        path = beside_spec
+    try:
+        recipe = read_recipe(path, endpoint_url)
+    except (OSError, ValueError) as exc:
+        problems.add("recipe", f"cannot use {path!r}: {exc}")
+        return fixed
+    for name in sorted(set(recipe) & set(fixed)):
+        problems.add("recipe", f"{name} is set by the recipe and in fixed; set each field in one place")
+    return {**fixed, **recipe}
 
 
 def _parse_storage(raw, problems: Problems) -> str | None:

@@ -383,3 +383,22 @@ def test_protocols_spec_crosses_every_protocol_of_the_issue():
     assert len(trials) == 3 * 2 * 2 * 7
     # ROAD imputes; the other protocols fill with the dataset mean
     assert {t.fill for t in trials if t.protocol.startswith("road")} == {"road"}
+
+
+def test_recipe_file_fields_join_fixed_and_conflicts_are_reported(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("fixed: {lr: 0.034, epochs: 5, width: 8, weight_decay: 0.0002}\n")
+    data = {"name": "r", "store": str(tmp_path / "store"), "recipe": "recipe.yaml",
+            "fixed": {"dataset": "synthetic"}, "axes": {"fraction": [0.3, 0.7]}}
+    spec_file = tmp_path / "spec.yaml"
+    import yaml
+    spec_file.write_text(yaml.safe_dump(data))
+    trials = expand(load_spec(str(spec_file), check_environment=False))  # recipe found beside the spec
+    assert {(t.lr, t.epochs, t.width, t.weight_decay) for t in trials} == {(0.034, 5, 8, 0.0002)}
+    data["fixed"]["epochs"] = 3
+    data["recipe"] = str(recipe)
+    with pytest.raises(SpecError, match="recipe: epochs is set by the recipe and in fixed"):
+        parse_spec(data, check_environment=False)
+    data["recipe"] = str(tmp_path / "missing.yaml")
+    with pytest.raises(SpecError, match="recipe: cannot use"):
+        parse_spec(data, check_environment=False)

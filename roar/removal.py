@@ -102,18 +102,26 @@ def ascending_order(maps, seed: int = 0, index=None) -> torch.Tensor:
     neither perturbs values, which would change the ranks of near-equal values.
     """
     maps = as_maps(maps)
+    if maps.dtype != torch.float64:
+        return torch.argsort(_order_keys(maps, seed, index), dim=1)
     n, h, w = maps.shape
     keys = tiebreak_keys(seed, _as_index(index, n, maps.device), h * w)
     flat = maps.reshape(n, h * w)
-    if flat.dtype == torch.float64:
-        by_key = torch.argsort(keys, dim=1)
-        by_value = torch.argsort(torch.gather(flat, 1, by_key), dim=1, stable=True)
-        return torch.gather(by_key, 1, by_value)
+    by_key = torch.argsort(keys, dim=1)
+    by_value = torch.argsort(torch.gather(flat, 1, by_key), dim=1, stable=True)
+    return torch.gather(by_key, 1, by_value)
+
+
+def _order_keys(maps: torch.Tensor, seed: int, index) -> torch.Tensor:
+    """int64 (N, H*W) keys value_bits * 2**32 + tie_key of float16/32 maps: distinct within an image and
+    ordered as (value, tie-break key)."""
+    n, h, w = maps.shape
+    keys = tiebreak_keys(seed, _as_index(index, n, maps.device), h * w)
     # |int32| <= 2**31 so value * 2**32 + key (key < 2**32) spans exactly the int64 range.
-    combined = _monotone_int32(flat).to(torch.int64)
+    combined = _monotone_int32(maps.reshape(n, h * w)).to(torch.int64)
     combined *= 2 ** 32
     combined += keys
-    return torch.argsort(combined, dim=1)
+    return combined
 
 
 def _topk_mask(maps: torch.Tensor, fraction: float, order: str, seed: int, index) -> torch.Tensor:
@@ -122,8 +130,14 @@ def _topk_mask(maps: torch.Tensor, fraction: float, order: str, seed: int, index
     mask = torch.zeros(n, h * w, dtype=torch.bool, device=maps.device)
     if k == 0 or n == 0:
         return mask.reshape(n, h, w)
-    ranked = ascending_order(maps, seed, index)
-    chosen = ranked[:, h * w - k:] if order == "morf" else ranked[:, :k]
+    if maps.dtype == torch.float64:
+        ranked = ascending_order(maps, seed, index)
+        chosen = ranked[:, h * w - k:] if order == "morf" else ranked[:, :k]
+    else:
+        # the k largest (smallest) of the same exact (value, tie-break key) order ascending_order sorts
+        # by: keys are distinct within an image, so the set is the same, without sorting all H*W pixels
+        keys = _order_keys(maps, seed, index)
+        chosen = torch.topk(keys, k, dim=1, largest=order == "morf", sorted=False).indices
     mask.scatter_(1, chosen, True)
     return mask.reshape(n, h, w)
 

@@ -97,18 +97,20 @@ def _autocast(device):
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, device="cpu",
-                seed: int = 0, fill: torch.Tensor | None = None, progress: bool = False) -> nn.Module:
+                seed: int = 0, fill: torch.Tensor | None = None, progress: bool = False,
+                on_epoch=None) -> nn.Module:
     """Train `model` in place on float images x (N,C,H,W) in [0,1] and labels y; returns the model.
 
-    `fill` (per-channel values) is needed only when cfg.removal_augment > 0.
+    `fill` (per-channel values) is needed only when cfg.removal_augment > 0. `on_epoch(epoch, model)` is
+    called after each epoch (1-based) with the model in eval mode, e.g. to report validation accuracy
+    to a pruner; an exception it raises stops training.
     """
     optimizer_fn = lookup(OPTIMIZERS, cfg.optimizer, "optimizer")
     schedule_fn = lookup(SCHEDULES, cfg.schedule, "schedule")
     augment_fn = lookup(AUGMENTATIONS, cfg.augment, "augment")
     device = torch.device(device)
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    # channels_last on every device: oneDNN's CPU convolutions are ~1.5x faster with it too
+    model.to(device, memory_format=torch.channels_last)
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     if fill is not None:
         fill = torch.as_tensor(fill, dtype=x.dtype, device=device)
@@ -121,6 +123,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule_fn(s, total))
     model.train()
     start = time.perf_counter()
+    finite = torch.ones((), dtype=torch.bool, device=device)
     for epoch in range(cfg.epochs):
         order = torch.randperm(n, generator=gen, device=device)
         for i in range(steps_per_epoch):
@@ -130,20 +133,24 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
                 xb = augment_fn(xb, gen)
             if cfg.removal_augment > 0:
                 xb = random_removal(xb, fill, cfg.removal_augment, gen)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
                 loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}"
-                                         f" (lr={cfg.lr}); lower the learning rate")
+            # checked once per epoch: a per-step check waits for the GPU after every step
+            finite &= torch.isfinite(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        if not finite:
+            raise FloatingPointError(f"training loss became non-finite during epoch {epoch + 1} "
+                                     f"(lr={cfg.lr}); lower the learning rate")
         if progress:
             print(f"  epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f} "
                   f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model.eval())
+            model.train()
     model.eval()
     return model
 
@@ -154,9 +161,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device="cpu", batch_size: 
     model.eval().to(device)
     out = []
     for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        if device.type == "cuda":
-            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb = x[i:i + batch_size].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             out.append(model(xb).float())
     return torch.cat(out) if out else torch.empty(0)

@@ -81,3 +81,18 @@ def test_flip_crop_keeps_shape_and_pixels_from_the_image():
 def test_wilson_interval_known_value():
     lo, hi = wilson_interval(0.5, 100)
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+
+
+def test_on_epoch_sees_every_epoch_in_eval_mode_and_can_stop_training():
+    x, y = _toy(128)
+    seen = []
+
+    def on_epoch(epoch, model):
+        seen.append((epoch, model.training))
+        if epoch == 2:
+            raise StopIteration("pruned")
+
+    model = build_model("small_cnn", 1, 4, [0.5], [0.3], width=4, seed=0)
+    with pytest.raises(StopIteration, match="pruned"):
+        train_model(model, x, y, TrainConfig(epochs=4, batch_size=32), "cpu", on_epoch=on_epoch)
+    assert seen == [(1, False), (2, False)]

@@ -123,6 +123,19 @@ def blur_matched_random(maps, sigma, filter_size, *, seed=0, index=None):
     return gaussian(noise, sigma, filter_size)
 
 
+def chain(maps, sigma, filter_size, *, steps, **params):
+    """Several post-processings in order, e.g. steps='gamma,gaussian': each step gets the trial's sigma
+    and filter_size (pixels) and the parameters it takes (gamma, levels). Still information-free: a
+    composition of transforms that never look at the model or the data."""
+    for step in steps.split(","):
+        own = {k: v for k, v in params.items() if k in PARAMS.get(step, {})}
+        missing = [k for k in REQUIRED.get(step, ()) if k not in own]
+        if missing:
+            raise ValueError(f"postprocess 'chain' step {step!r} needs parameter(s) {missing}")
+        maps = POSTPROCESS[step](maps, sigma, filter_size, **own)
+    return maps
+
+
 POSTPROCESS: dict[str, PostProcess] = {
     "identity": identity,
     "gaussian": gaussian,
@@ -131,6 +144,7 @@ POSTPROCESS: dict[str, PostProcess] = {
     "gamma": gamma,
     "quantize": quantize,
     "blur_matched_random": blur_matched_random,
+    "chain": chain,
 }
 
 def _is_number(v) -> bool:
@@ -146,9 +160,18 @@ PARAMS: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
     "gamma": {"gamma": (lambda v: _is_number(v) and v > 0, "a finite number > 0")},
     "quantize": {"levels": (lambda v: _is_integer(v) and v >= 2, "an integer >= 2")},
 }
-REQUIRED = {"gamma": ("gamma",), "quantize": ("levels",)}
+REQUIRED = {"gamma": ("gamma",), "quantize": ("levels",), "chain": ("steps",)}
 # Post-processings that draw random values: postprocess_maps hands them its `seed` and `index`.
 SEEDED = frozenset({"blur_matched_random"})
+
+
+def _valid_steps(value) -> bool:
+    steps = value.split(",") if isinstance(value, str) and value else []
+    return bool(steps) and all(s in POSTPROCESS and s != "chain" and s not in SEEDED for s in steps)
+
+
+PARAMS["chain"] = {"steps": (_valid_steps, "comma-separated post-processing names (not chain, not seeded ones)"),
+                   **PARAMS["gamma"], **PARAMS["quantize"]}
 
 
 def _check_params(name: str, params: dict) -> None:

@@ -13,7 +13,8 @@ from roar.postprocess import POSTPROCESS, postprocess_maps
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-EXTRA = {"gamma": {"gamma": 2.0}, "quantize": {"levels": 4}, "blur_matched_random": {"seed": 1}}
+EXTRA = {"gamma": {"gamma": 2.0}, "quantize": {"levels": 4}, "blur_matched_random": {"seed": 1},
+         "chain": {"steps": "gamma,max_filter", "gamma": 0.5}}
 INDEX = torch.tensor([3, 8, 0, 5])
 
 
@@ -174,3 +175,14 @@ def test_unknown_name_suggests_the_closest():
 def test_maps_must_be_three_dimensional():
     with pytest.raises(ValueError, match=r"maps must be .*\(N, H, W\); found \(9, 11\)"):
         postprocess_maps(maps()[0], "gaussian", sigma=1.0)
+
+
+def test_chain_applies_its_steps_in_order_with_their_own_parameters():
+    maps = torch.rand(3, 9, 9, generator=torch.Generator().manual_seed(0))
+    chained = postprocess_maps(maps, "chain", sigma=1.0, steps="gamma,gaussian", gamma=2.0)
+    by_hand = postprocess_maps(postprocess_maps(maps, "gamma", gamma=2.0), "gaussian", sigma=1.0)
+    assert torch.equal(chained, by_hand)
+    with pytest.raises(ValueError, match="steps must be comma-separated"):
+        postprocess_maps(maps, "chain", steps="gamma,nonsense", gamma=2.0)
+    with pytest.raises(ValueError, match="step 'quantize' needs parameter"):
+        postprocess_maps(maps, "chain", steps="quantize,gaussian", sigma=1.0)

@@ -15,19 +15,16 @@
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 from roar.artifacts import maps_meta_key, model_meta_key
 from roar.storage import Store
+from sweep.local_ray import private_local_cluster
 
 from .report import Metric
 from .rss import RssSampler, cores_used, driver_growth, rss_by_trial, worker_growth
@@ -43,31 +40,10 @@ ROW_COLUMNS = ["trial_id", "status", "error", "seconds_train", "seconds_attribut
 Log = Callable[[str], None]
 
 
-@contextlib.contextmanager
 def ray_cluster(num_cpus: int | None = None, num_gpus: int | None = None):
     """A private local Ray cluster for the benchmark (or the one this process is already connected to,
     left running). RAY_ADDRESS is ignored: the figures are about this machine."""
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    tmp = tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_ADDRESS")}
-    os.environ.pop("RAY_ADDRESS", None)
-    os.environ.update(RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled")
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, object_store_memory=100 * 1024 ** 2)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(tmp, ignore_errors=True)
+    return private_local_cluster(num_cpus, num_gpus, prefix="rb-")
 
 
 # --- one sweep --------------------------------------------------------------------------------------

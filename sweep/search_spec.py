@@ -34,14 +34,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import yaml
 
 from roar.spec import TrialSpec
 
 from .fields import Problems, is_int, is_number, unknown_message
 from .grid import expand
 from .search_space import RECIPE_FIELDS, Dim, parse_space
-from .spec import ClusterInfo, SpecError, SweepSpec, parse_spec
+from .spec import ClusterInfo, SpecError, SweepSpec, parse_spec, read_spec_yaml
 
 KINDS = ("gaming", "recipe")
 COMMON_KEYS = ("kind", "trials", "seed", "startup_trials", "space")
@@ -242,11 +241,5 @@ def parse_search_spec(data, source: str = "<spec>", store: str | None = None, cl
 def load_search_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
                      check_environment: bool = True) -> SearchSpec:
     """Read and validate a search spec YAML file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError(path, [f"spec file not found: {path}"]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [f"not valid YAML: {exc}"]) from None
-    return parse_search_spec(data, source=path, store=store, cluster=cluster, check_environment=check_environment)
+    return parse_search_spec(read_spec_yaml(path), source=path, store=store, cluster=cluster,
+                             check_environment=check_environment)

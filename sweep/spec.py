@@ -472,14 +472,19 @@ def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:
     return projected_grid(spec, ("dataset", "data_root"))
 
 
-def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
-              check_environment: bool = True) -> SweepSpec:
-    """Read and validate a YAML spec file (see the module docstring for the format)."""
+def read_spec_yaml(path: str):
+    """The parsed YAML of a spec file; a missing file or bad YAML is a SpecError."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except FileNotFoundError:
         raise SpecError(path, [f"spec file not found: {os.path.abspath(path)}"]) from None
     except yaml.YAMLError as exc:
         raise SpecError(path, [f"not valid YAML: {exc}"]) from None
-    return parse_spec(data, source=path, store=store, cluster=cluster, check_environment=check_environment)
+
+
+def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
+              check_environment: bool = True) -> SweepSpec:
+    """Read and validate a YAML spec file (see the module docstring for the format)."""
+    return parse_spec(read_spec_yaml(path), source=path, store=store, cluster=cluster,
+                      check_environment=check_environment)

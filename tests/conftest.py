@@ -6,7 +6,6 @@ socket paths are limited to ~107 characters.
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -19,7 +18,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OBJECT_STORE_BYTES = 100 * 1024 ** 2
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +35,10 @@ def single_thread():
 @pytest.fixture(scope="session")
 def ray_session():
     """A local Ray cluster (2 CPUs) shared by every test that needs one; shut down at the end."""
-    import ray
+    from sweep.local_ray import private_local_cluster
 
-    tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_ADDRESS")}
-    os.environ.update(RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled")
-    os.environ.pop("RAY_ADDRESS", None)
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-             log_to_driver=False, logging_level=logging.WARNING)
-    try:
+    with private_local_cluster(num_cpus=2) as ray:
         yield ray
-    finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def session_pids(sid: int) -> list[int]:

@@ -69,7 +69,10 @@ def effect_sentences(a: Analysis, only: str | None = None) -> list[str]:
             continue
         for r in merged[merged["protocol"] == protocol].itertuples():
             name = FAMILY_NAMES.get(r.family, f"Post-processing '{r.family}'")
-            verb = _verdict(r.ci_low_mean, r.ci_high_mean, "improved", "worsened", "did not detectably change")
+            if np.isfinite(r.ci_low_mean) and np.isfinite(r.ci_high_mean):
+                verb = _verdict(r.ci_low_mean, r.ci_high_mean, "improved", "worsened", "did not detectably change")
+            else:  # one seed: no CI of the mean change, so the share of improved cells (vs. 50%) decides
+                verb = _verdict(r.ci_low - 0.5, r.ci_high - 0.5, "improved", "worsened", "did not detectably change")
             out.append(
                 f"{name} {verb} the {protocol_name(protocol)} score: it raised the score in {r.n_improved} of "
                 f"{r.n_cells} (method, fraction, level) cells ({_pct(r.share_improved)}, 95% CI "

@@ -147,3 +147,14 @@ def test_accuracy_tables_are_means_over_seeds_per_method_level_and_fraction():
     raw = df[(df.attribution == table.index[0][0]) & (df.sigma == 0) & (df.fraction == table.columns[0])]
     assert table.loc[(table.index[0][0], "identity"), table.columns[0]] == pytest.approx(raw.accuracy.mean())
     assert table.shape == (df.attribution.nunique() * df.sigma.nunique(), df.fraction.nunique())
+
+
+def test_one_seed_verdict_follows_the_share_of_improved_cells():
+    from analysis.compute import analyze
+    from analysis.summary import effect_sentences
+    from analysis.testing import fake_results
+
+    df = fake_results(seed=3, effect=2.0, n_seeds=1, sigmas=(0.0, 2.0), noise=0.001)
+    sentences = effect_sentences(analyze(df, n_boot=50))
+    assert sentences and all("CI not available" in s for s in sentences)
+    assert any(s.startswith("Gaussian blur improved the ROAR score") for s in sentences), sentences

@@ -185,6 +185,9 @@ def ray_cluster_info(where: str = "the Ray cluster") -> ClusterInfo:
 def _stage_task(stage: str, spec: TrialSpec, store: Store, device: str) -> str:
     from roar import pipeline
 
+    from .trainable import pin_torch_threads
+    pin_torch_threads()
+
     ensure = pipeline.ensure_base_model if stage == "A" else pipeline.ensure_maps
     return ensure(spec, store, pipeline.pick_device(device))
 

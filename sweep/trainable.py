@@ -19,9 +19,22 @@ from .progress import SKIPPED, STORE_ERROR
 from .rows import row_file_ok, row_key, write_row
 
 
+def pin_torch_threads() -> int:
+    """One torch thread per CPU Ray reserved for this task or trial (at least one), so trials packed on a
+    node do not oversubscribe it and a result does not depend on how many cores the worker happens to
+    see (reductions split over threads round differently)."""
+    import torch
+
+    threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
 def run_one(config: dict, specs: dict[str, TrialSpec], store: Store, sweep_name: str, device: str) -> None:
     from roar import pipeline  # imported in the worker; the driver never needs torch for this
 
+    pin_torch_threads()
     trial_id = config["trial_id"]
     spec = specs[trial_id]
     node = ray.get_runtime_context().get_node_id()  # reported so the driver can say how the sweep spread

@@ -137,7 +137,11 @@ def level_order(df: pd.DataFrame) -> list[str]:
 
 
 def _setup_labels(df: pd.DataFrame) -> pd.Series:
-    varying = [c for c in SETUP_COLUMNS if c in df and df[c].nunique(dropna=False) > 1]
+    # a setting that differs only between protocols (ROAD's own imputation fill, say) is part of the
+    # protocol, not a separate setup: protocols stay comparable cell by cell
+    by_protocol = df.groupby("protocol", dropna=False) if "protocol" in df else None
+    varying = [c for c in SETUP_COLUMNS if c in df and (
+        by_protocol[c].nunique(dropna=False).gt(1).any() if by_protocol is not None else df[c].nunique() > 1)]
     if not varying:
         return pd.Series("all", index=df.index, dtype=object)
     parts = [c + "=" + df[c].astype(object).where(df[c].notna(), "null").map(_fmt) for c in varying]

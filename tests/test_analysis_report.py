@@ -158,3 +158,13 @@ def test_one_seed_verdict_follows_the_share_of_improved_cells():
     sentences = effect_sentences(analyze(df, n_boot=50))
     assert sentences and all("CI not available" in s for s in sentences)
     assert any(s.startswith("Gaussian blur improved the ROAR score") for s in sentences), sentences
+
+
+def test_protocols_with_their_own_fill_are_still_compared():
+    from analysis.compute import analyze
+    from analysis.testing import fake_results
+
+    df = fake_results(seed=2, n_seeds=2, protocols=("roar", "road_morf"))
+    df.loc[df.protocol == "road_morf", "fill"] = "road"   # ROAD always imputes
+    pairs = analyze(df, n_boot=20).table("tau_protocols")[["protocol_a", "protocol_b"]].drop_duplicates()
+    assert ("roar", "road_morf") in set(map(tuple, pairs.to_numpy()))

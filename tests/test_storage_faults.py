@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,25 +72,32 @@ class Reference:
         return Store(str(folder))
 
 
+REFERENCE_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from roar import pipeline
+from roar.storage import Store
+from sweep import rows
+from sweep.grid import expand
+from sweep.spec import load_spec
+store = Store(sys.argv[2])
+for trial in expand(load_spec(sys.argv[1], check_environment=False)):
+    rows.write_row(store, pipeline.run_trial(trial, store, "cpu", "faults"))
+"""
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Reference:
-    """Artifacts and rows of the 4 trials computed in this process without Ray, on one thread as in a
-    Ray worker with 1 CPU: what every sweep below must reproduce exactly (apart from provenance)."""
-    import torch
-
-    from roar import pipeline
-
+    """Artifacts and rows of the 4 trials computed without Ray, on one thread as in a Ray worker with 1 CPU,
+    in a fresh interpreter (like a worker: no state left by earlier tests in this process): what every
+    sweep below must reproduce exactly (apart from provenance)."""
     folder = tmp_path_factory.mktemp("faults-ref")
     path = four_trial_spec(folder)
     store = Store(str(folder / "store"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for trial in expand(load_spec(str(path), check_environment=False)):
-            rows.write_row(store, pipeline.run_trial(trial, store, "cpu", "faults"))
-    finally:
-        torch.set_num_threads(threads)
-        pipeline.clear_caches()
+    done = subprocess.run([sys.executable, "-c", REFERENCE_SCRIPT, str(path), store.root],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     return Reference(path, store)
 
 

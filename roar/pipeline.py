@@ -107,10 +107,12 @@ def ensure_base_model(spec: TrialSpec, store: Store, device: str = "cpu", progre
 
 
 def load_base_model(spec: TrialSpec, store: Store, device: str = "cpu"):
-    """(model in eval mode on device, meta dict); trains it first when missing."""
-    key = ensure_base_model(spec, store, device)
+    """(model in eval mode on device, meta dict); trains it first when missing. A model already in this
+    worker's cache is returned without touching the store (artifacts are content-keyed, so it is the same)."""
+    key = spec.base_model_key()
 
     def make():
+        ensure_base_model(spec, store, device)
         state, meta = load_model_state(store, key)
         model = _new_model(spec, load_data(spec), seed=0)
         model.load_state_dict(state)
@@ -142,8 +144,11 @@ def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bo
 
 
 def get_maps(spec: TrialSpec, store: Store, device: str = "cpu") -> dict:
-    key = ensure_maps(spec, store, device)
-    return _MAPS.get_or_make(key, lambda: load_maps(store, key))
+    """Maps of the train and test split; cached per worker, so a trial only reads the store on a miss."""
+    def make():
+        ensure_maps(spec, store, device)
+        return load_maps(store, spec.maps_key())
+    return _MAPS.get_or_make(spec.maps_key(), make)
 
 
 # --- the trial -----------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ _COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("model", pa.string(), "model registry key"),
     ("width", pa.int64(), "model width multiplier (channels of the first stage)"),
     ("attribution", pa.string(), "attribution registry key"),
-    ("target", pa.string(), "'label' or 'predicted': class the map explains, gathered per sample"),
+    ("target", pa.string(), "requested target: 'predicted', 'label' (true label on train, prediction on test) or 'label_leaky' (true label on both: leaks the test label; for studying the leak only)"),
+    ("target_train", pa.string(), "class the train-split maps explain: 'label' or 'predicted' (base model's argmax)"),
+    ("target_test", pa.string(), "class the test-split maps explain: 'predicted' unless target is 'label_leaky' ('label': the test inputs depend on the test labels)"),
     ("reduction", pa.string(), "channel reduction of the map: sum, abs_sum, max, mean"),
     ("sign", pa.string(), "sign handling of the map: abs, positive, raw"),
     ("postprocess", pa.string(), "post-processing registry key applied to the map"),
@@ -47,6 +49,11 @@ _COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("n_test", pa.int64(), "test images evaluated"),
     ("ci_low", pa.float64(), "95% Wilson interval of accuracy, lower bound"),
     ("ci_high", pa.float64(), "95% Wilson interval of accuracy, upper bound"),
+    # leak diagnostics of retrain protocols (roar, kar): does the retrained model read the test label
+    # from the mask? With a label-free test split it cannot beat the base model on the images it got wrong
+    ("accuracy_base_wrong", pa.float64(), "accuracy (fraction) of the retrained model on the test images the base model misclassified (clean images); far above the random-map row at the same fraction = the masks carry the label"),
+    ("n_base_wrong", pa.int64(), "test images the base model misclassified (the denominator of accuracy_base_wrong)"),
+    ("agreement_base", pa.float64(), "fraction of test images on which the retrained model predicts the base model's class"),
     # curve protocols (mif/lif)
     ("auc", pa.float64(), "area under the accuracy-vs-fraction curve (mif/lif), fraction units"),
     ("fidelity", pa.float64(), "AUC(LIF) - AUC(MIF) for the same maps (mif/lif rows)"),

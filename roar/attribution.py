@@ -139,18 +139,27 @@ def _integrated_gradients(model, x, target, index, seed):
         internal_batch_size=x.shape[0])
 
 
-def _noisy_gradient_moments(model, x, target, index, seed, stream):
-    """Mean and population variance over NOISE_SAMPLES of the gradient at x + N(0, NOISE_STD²).
+def _noise_scale(noise_std, x: torch.Tensor) -> torch.Tensor:
+    """The noise std as a tensor broadcastable to x (N,C,H,W): one value, or one per channel."""
+    scale = torch.as_tensor(noise_std, dtype=x.dtype, device=x.device).reshape(-1)
+    if scale.numel() not in (1, x.shape[1]):
+        raise ValueError(f"noise_std must give one value or one per channel ({x.shape[1]}); found {scale.numel()}")
+    return scale.reshape(1, -1, 1, 1)
+
+
+def _noisy_gradient_moments(model, x, target, index, seed, stream, noise_std=NOISE_STD):
+    """Mean and population variance over NOISE_SAMPLES of the gradient at x + N(0, noise_std²).
 
     captum NoiseTunnel semantics (smoothgrad = mean, vargrad = E[g²] - E[g]²), but the noise of image b
     is counter-drawn from (seed, index[b]) so the map does not depend on the batch. Welford's update
     keeps memory at one batch of gradients instead of NOISE_SAMPLES of them.
     """
     saliency = Saliency(model)
+    scale = _noise_scale(noise_std, x)
     mean = torch.zeros_like(x)
     m2 = torch.zeros_like(x)
     for draw in range(NOISE_SAMPLES):
-        noise = counter_normal(seed, index, tuple(x.shape[1:]), stream, draw).to(x.dtype) * NOISE_STD
+        noise = counter_normal(seed, index, tuple(x.shape[1:]), stream, draw).to(x.dtype) * scale
         grad = saliency.attribute(x + noise, target=target, abs=False)
         delta = grad - mean
         mean += delta / (draw + 1)
@@ -158,13 +167,17 @@ def _noisy_gradient_moments(model, x, target, index, seed, stream):
     return mean, m2 / NOISE_SAMPLES
 
 
-def _smoothgrad(model, x, target, index, seed):
-    return _noisy_gradient_moments(model, x, target, index, seed, "smoothgrad")[0]
+def _smoothgrad(model, x, target, index, seed, noise_std=NOISE_STD):
+    return _noisy_gradient_moments(model, x, target, index, seed, "smoothgrad", noise_std)[0]
 
 
-def _vargrad(model, x, target, index, seed):
+def _vargrad(model, x, target, index, seed, noise_std=NOISE_STD):
     # Variance of gradients: squared gradient units, so values are ~ saliency², and always >= 0.
-    return _noisy_gradient_moments(model, x, target, index, seed, "vargrad")[1]
+    return _noisy_gradient_moments(model, x, target, index, seed, "vargrad", noise_std)[1]
+
+
+# Methods whose input-noise std a caller may set (compute_maps(noise_std=...)); see roar.conventions.
+NOISE_STD_METHODS = frozenset({"smoothgrad", "vargrad"})
 
 
 def _gradient_shap(model, x, target, index, seed):
@@ -323,19 +336,45 @@ def _predicted(model, x, y, device, batch_size):
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
-TARGETS = {
+# How one split's targets are computed: the true label, or the base model's prediction.
+TARGET_KINDS = {
     "label": lambda model, x, y, device, batch_size: torch.as_tensor(y, dtype=torch.int64).cpu(),
     "predicted": _predicted,
 }
 
+# The `target` of a spec -> the target kind of each split. No input of the test split may depend on a
+# test label (a map computed from the label puts the label into the test image's holes, and ROAR then
+# measures that leak), so 'label' explains the true label on the train split only. 'label_leaky' keeps
+# the leaky behaviour under a name that says so, for measuring the size of the leak.
+TARGETS = {
+    "predicted": {"train": "predicted", "test": "predicted"},
+    "label": {"train": "label", "test": "predicted"},
+    "label_leaky": {"train": "label", "test": "label"},
+}
+LEAKY_TARGETS = tuple(name for name, kinds in TARGETS.items() if kinds["test"] == "label")
 
-def resolve_targets(model: nn.Module, x: torch.Tensor, y, mode: str, device, batch_size: int = 512
-                    ) -> torch.Tensor:
-    """LongTensor (N,) of the class each map explains: 'label' = y, 'predicted' = the model's argmax."""
+
+def split_target(mode: str, split: str) -> str:
+    """The target kind ('label' or 'predicted') the maps of `split` ('train'/'test') explain under `mode`."""
     if mode not in TARGETS:
         raise ValueError(unknown_message("target", mode, TARGETS.keys()))
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'; found {split!r}")
+    return TARGETS[mode][split]
+
+
+def resolve_targets(model: nn.Module, x: torch.Tensor, y, mode: str, device, batch_size: int = 512,
+                    split: str | None = None) -> torch.Tensor:
+    """LongTensor (N,) of the class each map explains, gathered per sample.
+
+    `mode` is a target kind ('label' = y, 'predicted' = the model's argmax) or, with `split` given, a
+    spec target ('predicted', 'label', 'label_leaky') resolved for that split by `split_target`.
+    """
+    kind = split_target(mode, split) if split is not None else mode
+    if kind not in TARGET_KINDS:
+        raise ValueError(unknown_message("target", mode, TARGET_KINDS.keys()))
     _check_images(x)
-    return TARGETS[mode](model, x, y, device, batch_size)
+    return TARGET_KINDS[kind](model, x, y, device, batch_size)
 
 
 def _check_per_image(name: str, value: torch.Tensor, n: int) -> torch.Tensor:
@@ -353,15 +392,17 @@ def _reduce(attr: torch.Tensor, sign: Callable, reduction: Callable) -> torch.Te
 
 def compute_maps(model: nn.Module, x: torch.Tensor, target, method: str, reduction: str = "abs_sum",
                  sign: str = "abs", seed: int = 0, batch_size: int = 256, device="cpu", index=None,
-                 progress: bool = False) -> np.ndarray:
+                 progress: bool = False, noise_std=None) -> np.ndarray:
     """Attribution maps of a whole split: float32 numpy (N, H, W), one value per pixel.
 
     x: (N, C, H, W) float on [0, 1] (or uint8, scaled by 1/255 per batch); target: (N,) classes;
     index: (N,) global image indices that seed per-image randomness (default 0..N-1). The model is
     moved to ``device`` and put in eval mode for the call (its mode is restored afterwards); each
-    batch's result is moved to the CPU before the next starts.
+    batch's result is moved to the CPU before the next starts. noise_std: input-noise std of the
+    NOISE_STD_METHODS on the [0, 1] scale, one value or one per channel (None = NOISE_STD).
     """
     attribution = lookup(ATTRIBUTIONS, method, "attribution")
+    extra = {"noise_std": noise_std} if noise_std is not None and method in NOISE_STD_METHODS else {}
     sign_fn = lookup(SIGNS, sign, "sign")
     reduce_fn = lookup(REDUCTIONS, reduction, "reduction")
     _check_images(x)
@@ -383,7 +424,7 @@ def compute_maps(model: nn.Module, x: torch.Tensor, target, method: str, reducti
             for b, i in enumerate(range(0, n, batch_size)):
                 xb = _as_float_images(x[i:i + batch_size], device)
                 attr = attribution.fn(model, xb, target[i:i + batch_size].to(device),
-                                      index[i:i + batch_size].to(device), seed)
+                                      index[i:i + batch_size].to(device), seed, **extra)
                 out[i:i + len(xb)] = _reduce(attr.detach(), sign_fn, reduce_fn).float().cpu().numpy()
                 if progress:
                     rate = (i + len(xb)) / max(time.perf_counter() - start, 1e-9)

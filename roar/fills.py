@@ -84,8 +84,8 @@ def fill_blur(x, mask, mean, generator, sigma: float = BLUR_SIGMA_PX):
     return _replace(x, mask, gaussian_blur_images(x, sigma))
 
 
-def fill_road(x, mask, mean, generator):
-    return noisy_linear_impute(x, mask, noise_std=DEFAULT_NOISE_STD, generator=generator,
+def fill_road(x, mask, mean, generator, noise_std: float = DEFAULT_NOISE_STD, noise_kind: str = "gaussian"):
+    return noisy_linear_impute(x, mask, noise_std=noise_std, generator=generator, noise_kind=noise_kind,
                                fallback=tuple(_channel_values(mean, x).reshape(-1).tolist()))
 
 
@@ -98,14 +98,14 @@ FILLS: dict[str, FillFn] = {
 }
 
 
-def apply_fill(x: torch.Tensor, mask, fill: str, mean: Sequence[float], seed: int = 0) -> torch.Tensor:
+def apply_fill(x: torch.Tensor, mask, fill: str, mean: Sequence[float], seed: int = 0, **params) -> torch.Tensor:
     """Fill the removed pixels of ``x`` with fill ``fill``; returns a new tensor (x is not modified).
 
     x: float (N, C, H, W) on [0, 1]. mask: bool (N, H, W), True = removed (torch or numpy; moved to x's
     device). mean: per-channel dataset mean on [0, 1]. seed: seed of the generator (on x's device) of
-    stochastic fills.
+    stochastic fills. params: extra keywords of the fill (road: noise_std, noise_kind).
     """
     fn = lookup(FILLS, fill, "fill")
     x, mask = check_images_and_mask(x, mask)
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
-    return fn(x, mask.to(x.device), mean, generator)
+    return fn(x, mask.to(x.device), mean, generator, **params)

@@ -20,7 +20,8 @@ import torch
 
 from . import __version__
 from .artifacts import load_maps, load_model_state, maps_meta_key, model_meta_key, save_maps, save_model
-from .attribution import compute_maps, resolve_targets
+from .attribution import compute_maps, resolve_targets, split_target
+from .conventions import attribution_noise_std
 from .datasets import ImageData, load_dataset
 from .metrics import map_metrics, mask_metrics
 from .models import build_model
@@ -133,10 +134,11 @@ def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bo
     maps = {}
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         # uint8 in: compute_maps scales per batch, so the split is never held as float32 twice
-        target = resolve_targets(model, x, y, spec.target, device)
+        target = resolve_targets(model, x, y, spec.target, device, split=split)
         maps[split] = compute_maps(model, x, target, spec.attribution, reduction=spec.reduction,
                                    sign=spec.sign, seed=spec.seed, batch_size=batch_size, device=device,
-                                   index=split_index(split, x.shape[0], "cpu"), progress=progress)
+                                   index=split_index(split, x.shape[0], "cpu"), progress=progress,
+                                   noise_std=attribution_noise_std(spec, data.std))
     meta = {"seconds": time.perf_counter() - start, "device": device_label(device),
             "fields": {k: getattr(spec, k) for k in TrialSpec.MAPS_FIELDS}}
     save_maps(store, key, maps, meta)
@@ -170,7 +172,8 @@ IDENTITY_FIELDS = ("dataset", "subset", "model", "width", "attribution", "target
 
 def identity_columns(spec: TrialSpec, sweep_name: str) -> dict:
     row = {f: getattr(spec, f) for f in IDENTITY_FIELDS}
-    row.update(trial_id=spec.trial_id, sweep=sweep_name, config_json=spec.canonical_json())
+    row.update(trial_id=spec.trial_id, sweep=sweep_name, config_json=spec.canonical_json(),
+               target_train=split_target(spec.target, "train"), target_test=split_target(spec.target, "test"))
     return row
 
 

@@ -39,22 +39,36 @@ def _mirror_index(n: int, before: int, after: int, device) -> torch.Tensor:
     return torch.where(pos < n, pos, period - pos)
 
 
-def _separable_correlate(maps: torch.Tensor, kernel: torch.Tensor, before: int) -> torch.Tensor:
+def _reflect_index(n: int, before: int, after: int, device) -> torch.Tensor:
+    """Source index of every position of a length-n axis padded by reflecting about the edge, the edge
+    pixel repeated (d c b a | a b c d | d c b a; scipy.ndimage mode 'reflect'), any pad width."""
+    pos = torch.remainder(torch.arange(-before, n + after, device=device), 2 * n)
+    return torch.where(pos < n, pos, 2 * n - 1 - pos)
+
+
+EDGE_INDEX = {"mirror": _mirror_index, "reflect": _reflect_index}
+
+
+def _separable_correlate(maps: torch.Tensor, kernel: torch.Tensor, before: int, edges: str = "mirror"
+                         ) -> torch.Tensor:
     """Correlate every map along H then W with the 1-D ``kernel``; out[i] = sum_j k[j] x[i + j - before]."""
     size = kernel.numel()
     after = size - 1 - before
     height, width = maps.shape[1:]
+    edge_index = EDGE_INDEX[edges]
     x = maps.unsqueeze(1)                                                     # (N, 1, H, W)
-    x = x.index_select(2, _mirror_index(height, before, after, maps.device))
+    x = x.index_select(2, edge_index(height, before, after, maps.device))
     x = F.conv2d(x, kernel.reshape(1, 1, size, 1))
-    x = x.index_select(3, _mirror_index(width, before, after, maps.device))
+    x = x.index_select(3, edge_index(width, before, after, maps.device))
     x = F.conv2d(x, kernel.reshape(1, 1, 1, size))
     return x.squeeze(1)
 
 
-def gaussian_kernel(sigma: float, dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """Normalised 1-D Gaussian, radius ceil(3 sigma) pixels, computed in float64 then cast."""
-    radius = math.ceil(3 * sigma)
+def gaussian_kernel(sigma: float, dtype=torch.float32, device="cpu", truncate: float | None = None
+                    ) -> torch.Tensor:
+    """Normalised 1-D Gaussian computed in float64 then cast. Radius: ceil(3 sigma) pixels [ours], or with
+    `truncate` given, scipy's round(truncate sigma) (int(truncate * sigma + 0.5)) [paper]."""
+    radius = math.ceil(3 * sigma) if truncate is None else int(truncate * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
     return (kernel / kernel.sum()).to(dtype=dtype, device=device)
@@ -65,12 +79,15 @@ def identity(maps, sigma, filter_size, **params):
     return maps
 
 
-def gaussian(maps, sigma, filter_size, **params):
-    """Gaussian blur, standard deviation ``sigma`` pixels; sigma 0 returns ``maps`` itself."""
+def gaussian(maps, sigma, filter_size, edges="mirror", truncate=None, **params):
+    """Gaussian blur, standard deviation ``sigma`` pixels; sigma 0 returns ``maps`` itself.
+
+    [ours] edges 'mirror', kernel radius ceil(3 sigma); [paper] scipy's gaussian_filter defaults
+    'reflect', truncate 4 (option blur_edges: paper, roar.conventions)."""
     if sigma == 0:
         return maps
-    kernel = gaussian_kernel(sigma, maps.dtype, maps.device)
-    return _separable_correlate(maps, kernel, kernel.numel() // 2)
+    kernel = gaussian_kernel(sigma, maps.dtype, maps.device, truncate)
+    return _separable_correlate(maps, kernel, kernel.numel() // 2, edges)
 
 
 def max_filter(maps, sigma, filter_size, **params):
@@ -107,7 +124,7 @@ def quantize(maps, sigma, filter_size, *, levels):
     return low + bins / (levels - 1) * span
 
 
-def blur_matched_random(maps, sigma, filter_size, *, seed=0, index=None):
+def blur_matched_random(maps, sigma, filter_size, *, seed=0, index=None, **blur):
     """Null model: the 'random' attribution of (seed, index) blurred by the same sigma (pixels).
 
     It carries no information about model or image but has the spatial spectrum of a blurred map;
@@ -120,7 +137,7 @@ def blur_matched_random(maps, sigma, filter_size, *, seed=0, index=None):
     if index.shape != (n,):
         raise ValueError(f"index must have shape ({n},), one entry per map; found {tuple(index.shape)}")
     noise = counter_uniform(int(seed), index, (height, width), "random").to(maps.dtype)
-    return gaussian(noise, sigma, filter_size)
+    return gaussian(noise, sigma, filter_size, **blur)
 
 
 def chain(maps, sigma, filter_size, *, steps, **params):
@@ -156,9 +173,13 @@ def _is_integer(v) -> bool:
 
 
 # Extra keyword parameters each post-processing accepts: (check, what is valid).
+_BLUR_PARAMS = {"edges": (lambda v: v in EDGE_INDEX, f"one of {sorted(EDGE_INDEX)}"),
+                "truncate": (lambda v: _is_number(v) and v > 0, "a finite number > 0 (kernel radius in sigmas)")}
 PARAMS: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
     "gamma": {"gamma": (lambda v: _is_number(v) and v > 0, "a finite number > 0")},
     "quantize": {"levels": (lambda v: _is_integer(v) and v >= 2, "an integer >= 2")},
+    "gaussian": _BLUR_PARAMS,
+    "blur_matched_random": _BLUR_PARAMS,
 }
 REQUIRED = {"gamma": ("gamma",), "quantize": ("levels",), "chain": ("steps",)}
 # Post-processings that draw random values: postprocess_maps hands them its `seed` and `index`.
@@ -171,7 +192,7 @@ def _valid_steps(value) -> bool:
 
 
 PARAMS["chain"] = {"steps": (_valid_steps, "comma-separated post-processing names (not chain, not seeded ones)"),
-                   **PARAMS["gamma"], **PARAMS["quantize"]}
+                   **PARAMS["gamma"], **PARAMS["quantize"], **_BLUR_PARAMS}
 
 
 def _check_params(name: str, params: dict) -> None:

@@ -35,6 +35,7 @@ STENCIL: tuple[tuple[int, int, float], ...] = (
 DEFAULT_NOISE_STD = 0.01   # [0, 1] image scale
 DEFAULT_FALLBACK = 0.5     # value of a channel when every pixel of an image is removed
 MAX_UNKNOWNS_PER_SOLVE = 400_000  # removed pixels per sparse LU (see _solve_removed)
+NOISE_DRAWS = {"gaussian": torch.randn, "uniform": torch.rand}
 
 
 def _neighbour_weight_sum(h: int, w: int) -> np.ndarray:
@@ -107,11 +108,14 @@ def _solve_removed(x: torch.Tensor, mask: np.ndarray) -> tuple[tuple[np.ndarray,
 
 def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_STD,
                         generator: torch.Generator | None = None,
-                        fallback: Sequence[float] | float = DEFAULT_FALLBACK) -> torch.Tensor:
+                        fallback: Sequence[float] | float = DEFAULT_FALLBACK,
+                        noise_kind: str = "gaussian") -> torch.Tensor:
     """ROAD noisy linear imputation of the removed pixels; returns a new tensor like ``x``.
 
     x: float (N, C, H, W) on [0, 1]. mask: bool (N, H, W), True = removed (torch or numpy).
-    noise_std: std of the Gaussian noise added to imputed pixels, [0, 1] image scale (0 = none).
+    noise_std: scale of the noise added to imputed pixels, [0, 1] image scale (0 = none): the std of
+    Gaussian noise (noise_kind 'gaussian', [ours]) or the width of uniform noise on [0, noise_std)
+    ('uniform': the published code's noise, roar.conventions).
     generator: torch generator on x's device for the noise; None uses a fresh one seeded with 0, so the
     default is reproducible. Noise is drawn for the imputed pixels in (image, row, column) order, so
     it depends on the batch's composition; the noise-free solution does not.
@@ -120,6 +124,8 @@ def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_
     x, mask = check_images_and_mask(x, mask)
     if not (noise_std >= 0):
         raise ValueError(f"noise_std must be >= 0 (std on the [0, 1] image scale); found {noise_std!r}")
+    if noise_kind not in NOISE_DRAWS:
+        raise ValueError(f"noise_kind must be one of {sorted(NOISE_DRAWS)}; found {noise_kind!r}")
     n_img, n_ch, h, w = x.shape
     out = x.clone()
     mask_np = mask.detach().cpu().numpy()
@@ -147,8 +153,8 @@ def noisy_linear_impute(x: torch.Tensor, mask, noise_std: float = DEFAULT_NOISE_
     if noise_std > 0:
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(0)
-        imputed = imputed + noise_std * torch.randn(imputed.shape, generator=generator, device=x.device,
-                                                    dtype=x.dtype)
+        draw = NOISE_DRAWS[noise_kind]
+        imputed = imputed + noise_std * draw(imputed.shape, generator=generator, device=x.device, dtype=x.dtype)
     idx = [torch.from_numpy(a).to(x.device) for a in (all_n, all_i, all_j)]
     # Advanced indexing puts the channel axis last: out[n, :, i, j] has shape (U, C).
     out[idx[0], :, idx[1], idx[2]] = imputed

@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from .conventions import keyed_options
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -34,7 +36,7 @@ class TrialSpec:
     removal_augment: float = 0.0       # perturbation-augmented base training: max random-removal fraction
     # attribution (stage B)
     attribution: str = "saliency"
-    target: str = "label"              # label | predicted
+    target: str = "predicted"          # predicted | label (train only; test: predicted) | label_leaky
     reduction: str = "abs_sum"         # sum | abs_sum | max | mean
     sign: str = "abs"                  # abs | positive | raw
     # post-processing of the map (per trial, cheap)
@@ -75,7 +77,14 @@ class TrialSpec:
 
     @property
     def trial_id(self) -> str:
-        return content_key(self.to_dict())
+        return content_key(self._keyed(self.to_dict()))
+
+    def _keyed(self, d: dict) -> dict:
+        # 'label' used to explain the test label too (a leak). Its keys carry the test split's target
+        # now, so rows and maps written with the old meaning are never taken as done or reused.
+        if d.get("target") == "label":
+            d = {**d, "target_test": "predicted"}
+        return d
 
     # --- cache keys of the shared stages -------------------------------------------------------
     DATA_FIELDS = ("dataset", "subset", "test_subset", "data_seed", "data_root", "image_size")
@@ -84,10 +93,17 @@ class TrialSpec:
     MAPS_FIELDS = MODEL_FIELDS + ("attribution", "target", "reduction", "sign")
 
     def base_model_key(self) -> str:
-        return content_key({k: getattr(self, k) for k in self.MODEL_FIELDS}, kind="model")
+        return content_key({**{k: getattr(self, k) for k in self.MODEL_FIELDS}, **self._stage_options("model")},
+                           kind="model")
 
     def maps_key(self) -> str:
-        return content_key({k: getattr(self, k) for k in self.MAPS_FIELDS}, kind="maps")
+        fields = {k: getattr(self, k) for k in self.MAPS_FIELDS}
+        return content_key(self._keyed({**fields, **self._stage_options("maps")}), kind="maps")
+
+    def _stage_options(self, stage: str) -> dict:
+        # only options that are set join the key, so keys of specs without them stay as they were
+        options = dict(self.options)
+        return {name: options[name] for name in keyed_options(stage) if name in options}
 
     def replace(self, **changes) -> "TrialSpec":
         return dataclasses.replace(self, **changes)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conventions import convention
 from .registry import lookup
 
 
@@ -29,12 +30,14 @@ class TrainConfig:
     augment: str = "none"            # none | flip_crop
     removal_augment: float = 0.0     # max fraction of random pixels removed per image (0 = off)
     label_smoothing: float = 0.0
+    crop_pad: int = 2                # pixels of reflection padding before the random crop (flip_crop)
 
     @classmethod
     def from_spec(cls, spec) -> "TrainConfig":
         return cls(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, optimizer=spec.optimizer,
                    momentum=spec.momentum, weight_decay=spec.weight_decay, schedule=spec.schedule,
-                   augment=spec.augment, removal_augment=spec.removal_augment)
+                   augment=spec.augment, removal_augment=spec.removal_augment,
+                   crop_pad=convention(spec, "crop_pad"))
 
 
 def _sgd(params, cfg):
@@ -130,7 +133,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb, yb = x[idx], y[idx]
             if augment_fn is not None:
-                xb = augment_fn(xb, gen)
+                xb = augment_fn(xb, gen, cfg.crop_pad)
             if cfg.removal_augment > 0:
                 xb = random_removal(xb, fill, cfg.removal_augment, gen)
             xb = xb.contiguous(memory_format=torch.channels_last)

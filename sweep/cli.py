@@ -78,12 +78,26 @@ def cmd_run(args, argv: list[str]) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
+    _warn_leaky_target(spec)
     from . import runner
     if args.dry_run:
         return _dry_run(spec, cluster)
     result = runner.run(spec, address=args.address, retry_failed=args.retry_failed, verbose=args.verbose,
                         resume_command=resume)
     return result.exit_code
+
+
+def _warn_leaky_target(spec) -> None:
+    """Say loudly when a spec puts the test labels into the test inputs (target 'label_leaky')."""
+    from roar.attribution import LEAKY_TARGETS
+
+    values = {spec.fixed.get("target")} | {c.get("target") for _, choices in spec.groups for c in choices}
+    leaky = sorted(v for v in values if v in LEAKY_TARGETS)
+    if leaky:
+        print(f"warning: target {', '.join(leaky)} computes the TEST maps from the TEST labels, so the test "
+              "masks carry the label and ROAR measures that leak, not removed information. Use it only to "
+              "study the leak; 'label' (train: true label, test: prediction) or 'predicted' are label-free.",
+              file=sys.stderr)
 
 
 def _dry_run(spec, cluster) -> int:

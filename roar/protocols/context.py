@@ -14,10 +14,11 @@ import torch
 from ..datasets import ImageData
 from ..fills import apply_fill
 from ..models import build_model
-from ..postprocess import postprocess_maps
+from ..conventions import blur_params, road_noise
+from ..postprocess import PARAMS, postprocess_maps
 from ..removal import removal_mask
 from ..spec import TrialSpec
-from ..train import TrainConfig, evaluate, train_model
+from ..train import TrainConfig, evaluate, predict_logits, train_model
 
 # Test images get indices after every train index, so per-image seeds (random maps, tie-breaks) differ.
 TEST_INDEX_OFFSET = 10_000_000
@@ -70,8 +71,13 @@ class TrialContext:
         s = self.spec
         with self.timed("mask"):
             return postprocess_maps(raw.to(self.device), s.postprocess, sigma=s.sigma, filter_size=s.filter_size,
-                                    seed=s.seed, index=index.to(self.device),
-                                    **dict(s.options).get("postprocess_params", {}))
+                                    seed=s.seed, index=index.to(self.device), **self.postprocess_params)
+
+    @property
+    def postprocess_params(self) -> dict:
+        s = self.spec
+        blur = {k: v for k, v in blur_params(s).items() if k in PARAMS.get(s.postprocess, {})}
+        return {**blur, **dict(s.options).get("postprocess_params", {})}
 
     def maps(self, split: str) -> torch.Tensor:
         """Post-processed maps (N,H,W) float32 on the device."""
@@ -97,8 +103,16 @@ class TrialContext:
         def make():
             mask = self.mask(split, order, fraction)
             with self.timed("mask"):
-                return apply_fill(self.images(split), mask, fill, self.data.mean, seed=self.spec.seed)
+                params = road_noise(self.spec) if fill == "road" else {}
+                return apply_fill(self.images(split), mask, fill, self.data.mean, seed=self.spec.seed, **params)
         return self._cached(("removed", split, order, fraction, fill), make)
+
+    def base_predictions(self) -> torch.Tensor:
+        """The base model's classes (N,) on the clean test images."""
+        def make():
+            with self.timed("train"):
+                return predict_logits(self.base_model, self.images("test"), self.device).argmax(1)
+        return self._cached(("base_predictions",), make)
 
     # --- models ---------------------------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attribution import compute_maps, resolve_targets
+from ..conventions import attribution_noise_std
 from .context import TrialContext
 
 SSIM_WINDOW = 11          # pixels: Gaussian window side of Wang et al. (2004), shrunk to fit small maps
@@ -49,7 +50,8 @@ class MapProbe:
         self.index = ctx.index("test")[rows.to(ctx.index("test").device)].cpu()
         labels = ctx.labels("test")[rows.to(ctx.labels("test").device)].cpu()
         with ctx.timed("attribution"):
-            self.target = resolve_targets(ctx.base_model, self.x, labels, ctx.spec.target, ctx.device)
+            self.target = resolve_targets(ctx.base_model, self.x, labels, ctx.spec.target, ctx.device,
+                                          split="test")
 
     def maps(self, model: torch.nn.Module, x: torch.Tensor | None = None) -> torch.Tensor:
         """Post-processed maps (n, H, W) float32 on the trial's device, for `model` at images `x`
@@ -65,7 +67,8 @@ def trial_maps(ctx: TrialContext, model: torch.nn.Module, x: torch.Tensor, targe
     s = ctx.spec
     with ctx.timed("attribution"):
         raw = compute_maps(model, x, target, s.attribution, reduction=s.reduction, sign=s.sign, seed=s.seed,
-                           batch_size=MAP_BATCH, device=ctx.device, index=index)
+                           batch_size=MAP_BATCH, device=ctx.device, index=index,
+                           noise_std=attribution_noise_std(s, ctx.data.std))
     return ctx.postprocess(torch.from_numpy(raw), index)
 
 

@@ -78,7 +78,8 @@ def randomised_roar(ctx: TrialContext, model: nn.Module) -> tuple[float, float]:
     for split in ("train", "test"):
         x, index = ctx.images(split), ctx.index(split)
         with ctx.timed("attribution"):
-            target = resolve_targets(ctx.base_model, x, ctx.labels(split).cpu(), s.target, ctx.device)
+            target = resolve_targets(ctx.base_model, x, ctx.labels(split).cpu(), s.target, ctx.device,
+                                     split=split)
         maps = trial_maps(ctx, model, x, target, index.cpu())
         with ctx.timed("mask"):
             mask = removal_mask(maps, s.fraction, order="morf", seed=s.seed, selection=s.selection, index=index)

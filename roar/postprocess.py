@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from roar.attribution import counter_uniform
+from roar.rng import counter_uniform
 from roar.registry import lookup
 
 PostProcess = Callable[..., torch.Tensor]

@@ -29,29 +29,12 @@ import numpy as np
 import torch
 
 from roar.registry import lookup
+from roar.rng import hash32 as _hash32
 
 _MASK32 = 0xFFFFFFFF
 # Tolerance of the rounding of fraction * n_pixels: 1 - (1 - p) differs from p by ~1e-16, which must not
 # move k across a half-integer boundary (that would break the MoRF/LeRF complement).
 _ROUND_TOL = 1e-9
-
-
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """Bijective integer mixing hash on [0, 2**32), computed in int64 (returns a new tensor).
-
-    Every step (add a constant, xor-shift, multiply by an odd constant, all mod 2**32) is a bijection,
-    so distinct inputs give distinct outputs. Multipliers are below 2**31 so every product stays below
-    2**63: no signed int64 overflow, the same result on every device.
-    """
-    x = (x + 0x9E3779B9) & _MASK32
-    x ^= x >> 16
-    x *= 0x7FEB352D
-    x &= _MASK32
-    x ^= x >> 15
-    x *= 0x68E31DA5
-    x &= _MASK32
-    x ^= x >> 16
-    return x
 
 
 def tiebreak_keys(seed: int, index: torch.Tensor, n_pixels: int) -> torch.Tensor:

@@ -256,7 +256,7 @@ def test_registries_cover_the_table():
 @pytest.mark.parametrize("sign,reduction", sorted(EXPECTED))
 def test_sign_then_reduction_exact(monkeypatch, sign, reduction):
     monkeypatch.setitem(ATTRIBUTIONS, "fixed", attribution.AttributionMethod(
-        lambda model, x, target, index, seed: A.expand(len(x), -1, -1, -1), False, False, False, "test"))
+        fn=lambda model, x, target, index, seed: A.expand(len(x), -1, -1, -1), uses_model=False, description="test"))
     maps = compute_maps(TinyCNN(), torch.zeros(1, 2, 1, 2), torch.zeros(1, dtype=torch.long), "fixed",
                         reduction=reduction, sign=sign)
     np.testing.assert_array_equal(maps, np.array([[EXPECTED[sign, reduction]]], np.float32))

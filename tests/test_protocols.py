@@ -17,7 +17,7 @@ from torch import nn
 from analysis.schema import rows_to_table
 from roar import attribution, pipeline
 from roar.attribution import compute_maps
-from roar.attribution_perturbation import (ORACLE_ATTRIBUTIONS, PERTURBATION_ATTRIBUTIONS, patch_feature_mask,
+from roar.attribution.perturbation import (ORACLE_ATTRIBUTIONS, PERTURBATION_ATTRIBUTIONS, patch_feature_mask,
                                            patch_side)
 from roar.datasets import load_dataset
 from roar.fills import apply_fill

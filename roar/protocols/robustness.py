@@ -25,7 +25,7 @@ import json
 import torch
 from torch import nn
 
-from ..attribution import counter_normal
+from ..rng import counter_normal
 from .context import TrialContext
 from .map_change import MapProbe, image_mean, l2_distance, probe_subset, rank_correlation
 from .options import number_list, positive_int

@@ -14,20 +14,37 @@ Randomness (permutations, coalitions) comes from torch's CPU generator, re-seede
 call, so every image of every batch gets the same draws: a map depends on (seed, image) only, never on
 its batch.
 
-PERTURBATION_ATTRIBUTIONS and ORACLE_ATTRIBUTIONS use attribution.AttributionMethod and are merged
-into attribution.ATTRIBUTIONS there.
+Occlusion (captum) slides the same patch over the image.
 """
 from __future__ import annotations
 
 import torch
-from captum.attr import FeatureAblation, KernelShap, ShapleyValueSampling
+from captum.attr import FeatureAblation, KernelShap, Occlusion, ShapleyValueSampling
 
-from .attribution import AttributionMethod, occlusion_window
-from .datasets import synthetic_slots
+from ..datasets import synthetic_slots
+from .method import AttributionMethod
 
+OCCLUSION_PATCH_PER_PIXEL = 1 / 7   # occlusion patch side = round(H / 7): 4 px on 28 px, 32 px on 224 px
+OCCLUSION_PERTURBATIONS_PER_EVAL = 8  # occluded copies per forward pass (speed only)
 SHAPLEY_PERMUTATIONS = 8          # random feature orders per image (captum's n_samples)
 KERNEL_SHAP_SAMPLES = 200         # coalitions per image for the weighted linear fit
 PERTURBATIONS_PER_EVAL = 16       # perturbed copies per forward pass (speed and memory only)
+
+
+def occlusion_window(height: int, width: int) -> tuple[int, int]:
+    """(patch side, stride) in pixels: side = round(min(H, W) / 7) >= 1, stride = max(1, side // 2)."""
+    side = max(1, round(min(height, width) * OCCLUSION_PATCH_PER_PIXEL))
+    return side, max(1, side // 2)
+
+
+def _occlusion(model, x, target, index, seed):
+    channels, height, width = x.shape[1:]
+    side, stride = occlusion_window(height, width)
+    # The window spans all channels: a pixel is occluded as a whole, as removal later does.
+    return Occlusion(model).attribute(
+        x, sliding_window_shapes=(channels, side, side), strides=(channels, stride, stride),
+        baselines=0.0, target=target, perturbations_per_eval=OCCLUSION_PERTURBATIONS_PER_EVAL)
+
 
 
 def patch_side(height: int, width: int) -> int:
@@ -107,18 +124,20 @@ def _true_pixels(model, x, target, index, seed):
 
 
 PERTURBATION_ATTRIBUTIONS: dict[str, AttributionMethod] = {
+    "occlusion": AttributionMethod(
+        fn=_occlusion, needs_baseline=True, description="occlusion by zero patches of side H/7, stride half the side"),
     "feature_ablation": AttributionMethod(
-        _feature_ablation, True, False, True, "output drop when one patch (side H/7) is set to 0"),
+        fn=_feature_ablation, needs_baseline=True, description="output drop when one patch (side H/7) is set to 0"),
     "shapley_sampling": AttributionMethod(
-        _shapley_sampling, True, True, True,
-        f"Shapley value sampling over patches (side H/7), {SHAPLEY_PERMUTATIONS} permutations, 0 baseline"),
+        fn=_shapley_sampling, stochastic=True, needs_baseline=True,
+        description=f"Shapley value sampling over patches (side H/7), {SHAPLEY_PERMUTATIONS} permutations, 0 baseline"),
     "kernel_shap": AttributionMethod(
-        _kernel_shap, True, True, True,
-        f"KernelSHAP over patches (side H/7), {KERNEL_SHAP_SAMPLES} coalitions, 0 baseline"),
+        fn=_kernel_shap, stochastic=True, needs_baseline=True,
+        description=f"KernelSHAP over patches (side H/7), {KERNEL_SHAP_SAMPLES} coalitions, 0 baseline"),
 }
 
 ORACLE_ATTRIBUTIONS: dict[str, AttributionMethod] = {
     "true_pixels": AttributionMethod(
-        _true_pixels, False, False, False, "synthetic only: the target class's true-pixel patch (perfect map)",
-        needs_true_pixels=True),
+        fn=_true_pixels, uses_model=False, needs_true_pixels=True,
+        description="synthetic only: the target class's true-pixel patch (perfect map)"),
 }

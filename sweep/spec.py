@@ -71,11 +71,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import yaml
-
 from roar.spec import TrialSpec
 
 from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
+from .yaml_reader import YamlInputError, read_yaml_file
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
                   "postprocess", "protocols")
@@ -473,14 +472,12 @@ def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:
 
 
 def read_spec_yaml(path: str):
-    """The parsed YAML of a spec file; a missing file or bad YAML is a SpecError."""
+    """The parsed YAML of a spec file, read in bounded time and memory (sweep.yaml_reader); a missing
+    file, a directory, non-UTF-8 bytes, bad YAML, duplicate keys or an alias bomb is a SpecError."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError(path, [f"spec file not found: {os.path.abspath(path)}"]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [f"not valid YAML: {exc}"]) from None
+        return read_yaml_file(path, what="spec file")
+    except YamlInputError as exc:
+        raise SpecError(path, [exc.reason]) from None
 
 
 def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,

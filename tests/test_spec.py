@@ -239,8 +239,8 @@ def test_credentials_do_not_belong_in_the_spec(tmp_path):
 
 
 def test_option_values_must_be_scalars(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "options": {"layers": [1, 2]}})
-    assert only_problem(d) == ("fixed.options.layers: option values must be scalars (string, number, bool, "
+    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "options": {"input_noise": [1, 2]}})
+    assert only_problem(d) == ("fixed.options.input_noise: option values must be scalars (string, number, bool, "
                                "null), got list [1, 2]")
 
 

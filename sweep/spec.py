@@ -66,28 +66,33 @@ into one ``SpecError`` before Ray starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from roar.spec import TrialSpec
 
 from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
-from .yaml_reader import YamlInputError, read_yaml_file
+from .option_rules import postprocess_param_names, postprocess_param_problem
+from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, grid_size_problem, image_size_problems,
+                          irrelevant_axis_problems, name_problem, postprocess_param_problems, projected_grid,
+                          size_warnings, store_problem, subset_problems)
+from .yaml_reader import YamlInputError, read_yaml_file, shorten
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
-                  "postprocess", "protocols")
+                  "postprocess", "protocols", "max_trials")
 STORAGE_KEYS = ("endpoint_url",)
 DEVICES = ("auto", "cpu", "cuda")
 # datasets entry key -> TrialSpec field
 DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
                       "image_size": "image_size", "data_seed": "data_seed"}
-# postprocess entry key -> TrialSpec field
-POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size"}
+# postprocess entry key -> TrialSpec field; the extra parameters (gamma, levels, steps) of
+# roar.postprocess.PARAMS go to options['postprocess_params'] (see POSTPROCESS_PARAM_KEYS)
+POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size",
+                          **{p: f"{POSTPROCESS_PARAMS}.{p}" for p in postprocess_param_names()}}
 # protocols entry key -> TrialSpec field
 PROTOCOL_ENTRY_KEYS = {"name": "protocol", "fill": "fill", "selection": "selection", "retrain_mode": "retrain_mode"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class SpecError(ValueError):
@@ -134,6 +139,8 @@ class SweepSpec:
     groups: list[tuple[str, list[dict]]] = field(default_factory=list)
     description: str = ""
     source: str = "<spec>"
+    max_trials: int = DEFAULT_MAX_TRIALS
+    warnings: list[str] = field(default_factory=list)   # not errors: absurd sizes (see spec_checks)
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ def _parse_fixed(raw, problems: Problems) -> dict:
             _unknown_field(f"fixed.{name}", name, problems)
             continue
         if isinstance(value, list) and name != "options":
-            problems.add(f"fixed.{name}", f"is a list {value!r}; a list of values belongs under axes")
+            problems.add(f"fixed.{name}", f"is a list {shorten(value)}; a list of values belongs under axes")
             continue
         n_before = len(problems)
         v = check_value(name, value, f"fixed.{name}", problems)
@@ -177,13 +184,23 @@ def _parse_fixed(raw, problems: Problems) -> dict:
     return fixed
 
 
+def _check_param(field_name: str, value, where: str, problems: Problems):
+    """A post-processing parameter (pseudo-field 'postprocess_params.<name>') of a postprocess entry."""
+    name = field_name.split(".", 1)[1]
+    message = postprocess_param_problem(name, value)
+    if message:
+        problems.add(where, message)
+        return None
+    return value
+
+
 def _check_list(values, field_name: str, where: str, problems: Problems, allow_scalar: bool) -> list:
     """Validate the values of an axis (or an entry key) and report duplicates; returns the good ones."""
     if not isinstance(values, list):
         if allow_scalar:
             values = [values]
         else:
-            problems.add(where, f"an axis must be a list of values, got {type(values).__name__} {values!r}; "
+            problems.add(where, f"an axis must be a list of values, got {type(values).__name__} {shorten(values)}; "
                                 f"put a single value under fixed")
             return []
     if not values:
@@ -192,12 +209,13 @@ def _check_list(values, field_name: str, where: str, problems: Problems, allow_s
     good, seen = [], {}
     for i, value in enumerate(values):
         n_before = len(problems)
-        v = check_value(field_name, value, f"{where}[{i}]", problems)
+        check = _check_param if field_name.startswith(POSTPROCESS_PARAMS + ".") else check_value
+        v = check(field_name, value, f"{where}[{i}]", problems)
         if len(problems) != n_before:
             continue
         key = hashable(v)
         if key in seen:
-            problems.add(where, f"duplicate value {value!r} (positions {seen[key]} and {i}); "
+            problems.add(where, f"duplicate value {shorten(value)} (positions {seen[key]} and {i}); "
                                 f"each value may appear once")
             continue
         seen[key] = i
@@ -221,12 +239,13 @@ def _parse_axes(raw, problems: Problems) -> list[tuple[str, list[dict]]]:
     return groups
 
 
-def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) -> list[dict]:
+def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems,
+                   max_trials: int = DEFAULT_MAX_TRIALS) -> list[dict]:
     """A list of entries (datasets / postprocess); each entry's list values cross within the entry."""
     if raw is None:
         return []
     if not isinstance(raw, list) or not raw:
-        problems.add(section, f"must be a non-empty list of entries like {{name: ...}}, got {raw!r}")
+        problems.add(section, f"must be a non-empty list of entries like {{name: ...}}, got {shorten(raw)}")
         return []
     choices, seen = [], {}
     for i, entry in enumerate(raw):
@@ -234,7 +253,7 @@ def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) 
         if isinstance(entry, str):  # `- identity` is shorthand for `- {name: identity}`
             entry = {"name": entry}
         if not isinstance(entry, Mapping):
-            problems.add(where, f"must be a mapping with keys {sorted(keys)}, got {entry!r}")
+            problems.add(where, f"must be a mapping with keys {sorted(keys)}, got {shorten(entry)}")
             continue
         if "name" not in entry:
             problems.add(where, f"needs a 'name'; keys are {sorted(keys)}")
@@ -246,15 +265,31 @@ def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) 
                 continue
             good = _check_list(value, keys[key], f"{where}.{key}", problems, allow_scalar=True)
             per_key.append([(keys[key], v) for v in good])
+        combos = math.prod(len(values) for values in per_key)
+        if combos > max_trials:  # refuse before materialising the product
+            problems.add(where, f"crosses {combos:,} combinations, more than max_trials={max_trials:,}")
+            continue
         for combo in _product(per_key):
-            choice = dict(combo)
+            choice = _with_params(dict(combo))
             ident = tuple(sorted((k, hashable(v)) for k, v in choice.items()))
             if ident in seen:
-                problems.add(where, f"duplicates {section}[{seen[ident]}] ({choice})")
+                problems.add(where, f"duplicates {section}[{seen[ident]}] ({shorten(choice, 120)})")
                 continue
             seen[ident] = i
             choices.append(choice)
     return choices
+
+
+def _with_params(choice: dict) -> dict:
+    """Collect the 'postprocess_params.<name>' keys of an entry choice into one hashable
+    POSTPROCESS_PARAMS value: sorted (name, value) pairs (grid.trial_of moves them into options)."""
+    prefix = POSTPROCESS_PARAMS + "."
+    params = tuple(sorted((k[len(prefix):], v) for k, v in choice.items() if k.startswith(prefix)))
+    if not params:
+        return choice
+    out = {k: v for k, v in choice.items() if not k.startswith(prefix)}
+    out[POSTPROCESS_PARAMS] = params
+    return out
 
 
 def _product(lists: list[list]):
@@ -324,12 +359,16 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
             problems.add(str(key), unknown_message("top-level key", key, TOP_LEVEL_KEYS))
 
     name = data.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        problems.add("name", f"must be a short name of letters, digits, '-', '_', '.', got {name!r}")
+    if (message := name_problem(name)) is not None:
+        problems.add("name", message)
     store_uri = store if store is not None else data.get("store")
-    if not isinstance(store_uri, str) or not store_uri.strip():
-        problems.add("store", f"must be a folder or an s3:// / gs:// URI, got {store_uri!r}")
+    if (message := store_problem(store_uri)) is not None:
+        problems.add("store", message)
         store_uri = None
+    max_trials = data.get("max_trials", DEFAULT_MAX_TRIALS)
+    if not is_int(max_trials) or not 1 <= max_trials <= 10 ** 12:
+        problems.add("max_trials", f"must be an integer from 1 to 10**12 (grid points allowed), got {shorten(max_trials)}")
+        max_trials = DEFAULT_MAX_TRIALS
     endpoint_url = _parse_storage(data.get("storage"), problems)
     description = data.get("description") or ""
     if not isinstance(description, str):
@@ -340,9 +379,9 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
     if data.get("recipe") is not None:
         fixed = _with_recipe(data["recipe"], fixed, source, endpoint_url, problems)
     groups = _parse_axes(data.get("axes"), problems)
-    datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems)
-    post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems)
-    protocols = _parse_entries(data.get("protocols"), "protocols", PROTOCOL_ENTRY_KEYS, problems)
+    datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems, max_trials)
+    post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems, max_trials)
+    protocols = _parse_entries(data.get("protocols"), "protocols", PROTOCOL_ENTRY_KEYS, problems, max_trials)
     for section, choices, keys in (("datasets", datasets, DATASET_ENTRY_KEYS),
                                    ("postprocess", post, POSTPROCESS_ENTRY_KEYS),
                                    ("protocols", protocols, PROTOCOL_ENTRY_KEYS)):
@@ -354,8 +393,15 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
 
     spec = SweepSpec(name=name if isinstance(name, str) else "", store=store_uri or "", resources=resources,
                      endpoint_url=endpoint_url, fixed=fixed, groups=groups,
-                     description=description if isinstance(description, str) else "", source=source)
-    problems.extend(true_pixel_problems(spec))
+                     description=description if isinstance(description, str) else "", source=source,
+                     max_trials=max_trials)
+    too_big = grid_size_problem(spec, max_trials)
+    if too_big:  # the grid-wide checks below are cheap, but a caller would expand the grid next
+        problems.add("grid", too_big)
+    for check in (true_pixel_problems, irrelevant_axis_problems, postprocess_param_problems, image_size_problems,
+                  subset_problems):
+        problems.extend(check(spec))
+    spec.warnings = size_warnings(spec)
     if check_environment:
         problems.extend(environment_problems(spec, cluster or local_cluster_info(),
                                              check_store=store_uri is not None))
@@ -454,17 +500,6 @@ def true_pixel_problems(spec: SweepSpec) -> list[str]:
                 problems.add(field_name, f"{value!r} needs a dataset with known true pixels ({', '.join(valid)}),"
                                          f" but the grid pairs it with dataset {dataset!r}")
     return list(problems)
-
-
-def projected_grid(spec: SweepSpec, fields: tuple[str, ...]) -> set[tuple]:
-    """The distinct combinations of `fields` the grid uses (without expanding the whole grid)."""
-    default = TrialSpec()
-    combos = [{f: spec.fixed.get(f, getattr(default, f)) for f in fields}]
-    for _, choices in spec.groups:
-        projections = {tuple((k, c[k]) for k in fields if k in c) for c in choices}
-        if projections != {()}:
-            combos = [{**base, **dict(p)} for base in combos for p in projections]
-    return {tuple(c[f] for f in fields) for c in combos}
 
 
 def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:

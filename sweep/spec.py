@@ -35,15 +35,19 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
       - {name: identity}
       - {name: gaussian, sigma: [1, 2]}
       - {name: max_filter, filter_size: 3}
+      - {name: gamma, gamma: [0.5, 2]}          # gamma, levels, steps: roar.postprocess.PARAMS
+      - {name: chain, steps: "gamma,gaussian", gamma: 0.5, sigma: 1}
     protocols:                      # optional: protocols with their own fill / selection / retrain mode
       - {name: roar, fill: mean}
       - {name: road_morf, fill: road}
+    max_trials: 100000              # optional: the largest grid allowed (roar run --max-trials overrides)
 
 Fields: the names, types and ranges are in ``sweep.fields.FIELD_RULES``, their meanings in
 ``roar/spec.py``. Names (dataset, model, attribution, postprocess, fill, protocol, selection, optimizer,
 schedule, augment, target, reduction, sign, retrain_mode) must be keys of the roar registries.
 Entry keys: datasets {name, subset, test_subset, root, image_size, data_seed}; postprocess {name, sigma,
-filter_size}; protocols {name, fill, selection, retrain_mode}.
+filter_size, gamma, levels, steps}; protocols {name, fill, selection, retrain_mode}. A postprocess entry's
+gamma / levels / steps go to ``options['postprocess_params']`` of its trials (as ``roar search`` writes them).
 
 Rules:
 - Inside a ``datasets``, ``postprocess`` or ``protocols`` entry a list crosses its values within that
@@ -61,7 +65,11 @@ Rules:
 ``load_spec`` parses and validates; every problem (unknown names with the closest valid one, sigma < 0,
 fractions outside (0, 1), empty or duplicated axis values, wrong types, unknown keys, missing dataset
 files, GPUs asked for but absent, more CPUs per trial than the cluster has, an unwritable store) goes
-into one ``SpecError`` before Ray starts.
+into one ``SpecError`` before Ray starts. So do the checks of ``sweep.spec_checks`` over the whole grid
+(a field crossed with a value that ignores it, post-processing parameters, image and subset sizes, the
+grid's size against max_trials, the name and the store's URI scheme); absurd sizes become
+``SweepSpec.warnings``. The file itself is read by ``sweep.yaml_reader`` (bounded size, UTF-8, nesting
+and alias expansion; duplicate keys are errors).
 """
 from __future__ import annotations
 
@@ -75,9 +83,12 @@ from roar.spec import TrialSpec
 
 from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
 from .option_rules import postprocess_param_names, postprocess_param_problem
-from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, grid_size_problem, image_size_problems,
-                          irrelevant_axis_problems, name_problem, postprocess_param_problems, projected_grid,
-                          size_warnings, store_problem, subset_problems)
+from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, environment_problems, grid_size_problem,
+                          image_size_problems, irrelevant_axis_problems, name_problem, postprocess_param_problems,
+                          projected_grid, size_warnings, store_problem, subset_problems, true_pixel_problems)
+
+__all__ = ["SpecError", "SweepSpec", "Resources", "ClusterInfo", "parse_spec", "load_spec", "read_spec_yaml",
+           "local_cluster_info", "environment_problems", "true_pixel_problems", "projected_grid"]
 from .yaml_reader import YamlInputError, read_yaml_file, shorten
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
@@ -343,12 +354,14 @@ def _parse_resources(raw, problems: Problems) -> Resources:
 
 # --- the whole spec --------------------------------------------------------------------------------
 def parse_spec(data, source: str = "<spec>", store: str | None = None,
-               cluster: ClusterInfo | None = None, check_environment: bool = True) -> SweepSpec:
+               cluster: ClusterInfo | None = None, check_environment: bool = True,
+               max_trials: int | None = None) -> SweepSpec:
     """Validate a spec mapping; raise one SpecError listing every problem.
 
     store: overrides the spec's store (``roar run --store``). cluster: the resources to check against
     (default: this machine). check_environment: also check dataset files, the store's writability and
-    the cluster's CPUs/GPUs (off for pure parsing, e.g. in ``roar status``).
+    the cluster's CPUs/GPUs (off for pure parsing, e.g. in ``roar status``). max_trials: overrides the
+    spec's max_trials (``roar run --max-trials``).
     """
     problems = Problems()
     if not isinstance(data, Mapping):
@@ -365,7 +378,7 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
     if (message := store_problem(store_uri)) is not None:
         problems.add("store", message)
         store_uri = None
-    max_trials = data.get("max_trials", DEFAULT_MAX_TRIALS)
+    max_trials = max_trials if max_trials is not None else data.get("max_trials", DEFAULT_MAX_TRIALS)
     if not is_int(max_trials) or not 1 <= max_trials <= 10 ** 12:
         problems.add("max_trials", f"must be an integer from 1 to 10**12 (grid points allowed), got {shorten(max_trials)}")
         max_trials = DEFAULT_MAX_TRIALS
@@ -457,55 +470,6 @@ def _check_overlaps(fixed: dict, groups, problems: Problems) -> None:
             owner.setdefault(f, where)
 
 
-def environment_problems(spec: SweepSpec, cluster: ClusterInfo, check_store: bool = True) -> list[str]:
-    """Problems only the running environment reveals: data files, resources, store writability."""
-    from roar.datasets import dataset_available
-    from roar.storage import Store
-
-    problems = Problems()
-    res = spec.resources
-    want_gpus = max(res.gpus_per_trial, res.stage_gpus)
-    if want_gpus > 0 and cluster.gpus < want_gpus:
-        problems.add("resources", f"gpus_per_trial={res.gpus_per_trial:g}, gpus_per_stage={res.stage_gpus:g} "
-                                  f"but {cluster.where} has {cluster.gpus:g} GPU(s); set them to 0 to run on CPU")
-    if res.device == "cuda" and cluster.gpus == 0:
-        problems.add("resources.device", f"cuda requested but {cluster.where} has no GPU")
-    for key, want in (("cpus_per_trial", res.cpus_per_trial), ("cpus_per_stage", res.stage_cpus)):
-        if want > cluster.cpus:
-            problems.add(f"resources.{key}", f"{want:g} exceeds the {cluster.cpus:g} CPU(s) of {cluster.where}; "
-                                             f"no trial could ever start")
-    for name, root in sorted(_dataset_roots(spec), key=str):
-        message = dataset_available(name, root)
-        if message:
-            problems.add(f"dataset {name}", message)
-    if check_store:
-        message = Store(spec.store, spec.endpoint_url).check_writable()
-        if message:
-            problems.add("store", message)
-    return list(problems)
-
-
-def true_pixel_problems(spec: SweepSpec) -> list[str]:
-    """Protocols and attributions flagged needs_true_pixels only run on datasets that have them."""
-    from roar.attribution import ATTRIBUTIONS
-    from roar.datasets import DATASETS
-    from roar.protocols import PROTOCOLS
-
-    problems = Problems()
-    for field_name, registry in (("protocol", PROTOCOLS), ("attribution", ATTRIBUTIONS)):
-        for dataset, value in sorted(projected_grid(spec, ("dataset", field_name)), key=str):
-            entry, loader = registry.get(value), DATASETS.get(dataset)
-            if entry and loader and entry.needs_true_pixels and not loader.has_true_pixels:
-                valid = sorted(n for n, d in DATASETS.items() if d.has_true_pixels)
-                problems.add(field_name, f"{value!r} needs a dataset with known true pixels ({', '.join(valid)}),"
-                                         f" but the grid pairs it with dataset {dataset!r}")
-    return list(problems)
-
-
-def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:
-    return projected_grid(spec, ("dataset", "data_root"))
-
-
 def read_spec_yaml(path: str):
     """The parsed YAML of a spec file, read in bounded time and memory (sweep.yaml_reader); a missing
     file, a directory, non-UTF-8 bytes, bad YAML, duplicate keys or an alias bomb is a SpecError."""
@@ -516,7 +480,7 @@ def read_spec_yaml(path: str):
 
 
 def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
-              check_environment: bool = True) -> SweepSpec:
+              check_environment: bool = True, max_trials: int | None = None) -> SweepSpec:
     """Read and validate a YAML spec file (see the module docstring for the format)."""
     return parse_spec(read_spec_yaml(path), source=path, store=store, cluster=cluster,
-                      check_environment=check_environment)
+                      check_environment=check_environment, max_trials=max_trials)

@@ -17,7 +17,7 @@ from .fields import Problems
 from .yaml_reader import shorten
 
 if TYPE_CHECKING:
-    from .spec import SweepSpec
+    from .spec import ClusterInfo, SweepSpec
 
 # Pseudo-field of a grid choice: the extra parameters of a postprocess entry (gamma, levels, steps).
 # grid.trial_of moves them into TrialSpec.options['postprocess_params'], where `roar search` puts them.
@@ -207,3 +207,53 @@ def size_warnings(spec: "SweepSpec") -> list[str]:
             warnings.add(owner(spec, field_name), f"{field_name} {shorten(max(values))} is unusually large "
                                                   f"(above {limit:,}); is it a typo?")
     return list(warnings)
+
+
+# --- moved from sweep.spec: the running environment and the true-pixel datasets -------------------------
+def environment_problems(spec: "SweepSpec", cluster: "ClusterInfo", check_store: bool = True) -> list[str]:
+    """Problems only the running environment reveals: data files, resources, store writability."""
+    from roar.datasets import dataset_available
+    from roar.storage import Store
+
+    problems = Problems()
+    res = spec.resources
+    want_gpus = max(res.gpus_per_trial, res.stage_gpus)
+    if want_gpus > 0 and cluster.gpus < want_gpus:
+        problems.add("resources", f"gpus_per_trial={res.gpus_per_trial:g}, gpus_per_stage={res.stage_gpus:g} "
+                                  f"but {cluster.where} has {cluster.gpus:g} GPU(s); set them to 0 to run on CPU")
+    if res.device == "cuda" and cluster.gpus == 0:
+        problems.add("resources.device", f"cuda requested but {cluster.where} has no GPU")
+    for key, want in (("cpus_per_trial", res.cpus_per_trial), ("cpus_per_stage", res.stage_cpus)):
+        if want > cluster.cpus:
+            problems.add(f"resources.{key}", f"{want:g} exceeds the {cluster.cpus:g} CPU(s) of {cluster.where}; "
+                                             f"no trial could ever start")
+    for name, root in sorted(_dataset_roots(spec), key=str):
+        message = dataset_available(name, root)
+        if message:
+            problems.add(f"dataset {name}", message)
+    if check_store:
+        message = Store(spec.store, spec.endpoint_url).check_writable()
+        if message:
+            problems.add("store", message)
+    return list(problems)
+
+
+def true_pixel_problems(spec: "SweepSpec") -> list[str]:
+    """Protocols and attributions flagged needs_true_pixels only run on datasets that have them."""
+    from roar.attribution import ATTRIBUTIONS
+    from roar.datasets import DATASETS
+    from roar.protocols import PROTOCOLS
+
+    problems = Problems()
+    for field_name, registry in (("protocol", PROTOCOLS), ("attribution", ATTRIBUTIONS)):
+        for dataset, value in sorted(projected_grid(spec, ("dataset", field_name)), key=str):
+            entry, loader = registry.get(value), DATASETS.get(dataset)
+            if entry and loader and entry.needs_true_pixels and not loader.has_true_pixels:
+                valid = sorted(n for n, d in DATASETS.items() if d.has_true_pixels)
+                problems.add(field_name, f"{value!r} needs a dataset with known true pixels ({', '.join(valid)}),"
+                                         f" but the grid pairs it with dataset {dataset!r}")
+    return list(problems)
+
+
+def _dataset_roots(spec: "SweepSpec") -> set[tuple[str, str | None]]:
+    return projected_grid(spec, ("dataset", "data_root"))

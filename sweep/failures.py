@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 
-def error_reason(error: str | None, limit: int = 160) -> str:
+def error_reason(error: str | None, limit: int = 240) -> str:
     """The first line of a failed row's error (its exception, without the traceback), shortened."""
     text = (error or "").strip()
     line = text.splitlines()[0] if text else "no error text"

@@ -186,7 +186,7 @@ def check_options(value, where: str, problems: Problems):
             problems.add(f"{where}.{k}", f"option values must be scalars (string, number, bool, null), "
                                          f"got {type(v).__name__} {shorten(v)}")
         elif (err := option_problem(k, v)) is not None:
-            problems.add(f"{where}.{k}", shorten(err, 200))
+            problems.add(f"{where}.{k}", err if len(err) <= 300 else err[:300] + "...")
         else:
             out.append((k, v))
     return tuple(sorted(out))

@@ -81,7 +81,7 @@ from typing import Mapping
 
 from roar.spec import TrialSpec
 
-from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
+from .fields import INT64_MAX, TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
 from .option_rules import postprocess_param_names, postprocess_param_problem
 from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, environment_problems, grid_size_problem,
                           image_size_problems, irrelevant_axis_problems, name_problem, postprocess_param_problems,
@@ -332,14 +332,16 @@ def _parse_resources(raw, problems: Problems) -> Resources:
             if value is None and key == "max_concurrent_trials":
                 values[key] = None
             elif not is_int(value) or value < low:
-                problems.add(where, f"must be an integer >= {low}, got {value!r}")
+                problems.add(where, f"must be an integer >= {low}, got {shorten(value)}")
+            elif value > INT64_MAX:
+                problems.add(where, f"must be an integer <= {INT64_MAX:,}, got {shorten(value)}")
             else:
                 values[key] = value
         elif value is None and key.endswith("_stage"):
             values[key] = None
         elif not is_number(value) or value < 0 or (key.startswith("cpus") and value == 0):
             low = "> 0" if key.startswith("cpus") else ">= 0 (fractions allowed)"
-            problems.add(where, f"must be a number {low}, got {value!r}")
+            problems.add(where, f"must be a number {low}, got {shorten(value)}")
         else:
             values[key] = float(value)
     res = Resources(**values)

@@ -65,6 +65,7 @@ INT64_MAX = 2 ** 63 - 1
 # Seeds are multiplied and offset inside the protocols (seed * 1000 + k) and fed to numpy/torch RNGs.
 SEED_MAX = 2 ** 32 - 1
 MAX_KERNEL_PIXELS = 1024
+PATH_MAX, NAME_MAX_BYTES = 4096, 255   # what Linux file systems hold (data_root)
 
 
 def is_int(v) -> bool:
@@ -147,6 +148,11 @@ def check_value(field_name: str, value, where: str, problems: Problems):
     if kind == "str":
         if not isinstance(value, str):
             problems.add(where, f"{field_name} must be a string or null, got {type(value).__name__} {shorten(value)}")
+            return None
+        if any(c in value for c in "\0\n\r") or len(value) > PATH_MAX or \
+                any(len(part.encode()) > NAME_MAX_BYTES for part in value.split("/")):
+            problems.add(where, f"{field_name} must be a path without NUL or line breaks, at most {PATH_MAX:,} "
+                                f"characters and {NAME_MAX_BYTES} bytes per folder name, got {shorten(value)}")
             return None
         return value
     if kind == "options":

@@ -86,10 +86,10 @@ from .option_rules import postprocess_param_names, postprocess_param_problem
 from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, environment_problems, grid_size_problem,
                           image_size_problems, irrelevant_axis_problems, name_problem, postprocess_param_problems,
                           projected_grid, size_warnings, store_problem, subset_problems, true_pixel_problems)
+from .yaml_reader import YamlInputError, read_yaml_file, shorten
 
 __all__ = ["SpecError", "SweepSpec", "Resources", "ClusterInfo", "parse_spec", "load_spec", "read_spec_yaml",
            "local_cluster_info", "environment_problems", "true_pixel_problems", "projected_grid"]
-from .yaml_reader import YamlInputError, read_yaml_file, shorten
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
                   "postprocess", "protocols", "max_trials")
@@ -99,7 +99,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
                       "image_size": "image_size", "data_seed": "data_seed"}
 # postprocess entry key -> TrialSpec field; the extra parameters (gamma, levels, steps) of
-# roar.postprocess.PARAMS go to options['postprocess_params'] (see POSTPROCESS_PARAM_KEYS)
+# roar.postprocess.PARAMS are pseudo-fields 'postprocess_params.<name>' (grid.trial_of puts them in options)
 POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size",
                           **{p: f"{POSTPROCESS_PARAMS}.{p}" for p in postprocess_param_names()}}
 # protocols entry key -> TrialSpec field

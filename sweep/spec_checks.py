@@ -228,7 +228,10 @@ def environment_problems(spec: "SweepSpec", cluster: "ClusterInfo", check_store:
             problems.add(f"resources.{key}", f"{want:g} exceeds the {cluster.cpus:g} CPU(s) of {cluster.where}; "
                                              f"no trial could ever start")
     for name, root in sorted(_dataset_roots(spec), key=str):
-        message = dataset_available(name, root)
+        try:
+            message = dataset_available(name, root)
+        except (OSError, ValueError) as exc:  # a path the file system refuses
+            message = f"data_root {shorten(root)} cannot be checked: {type(exc).__name__}: {shorten(str(exc), 120)}"
         if message:
             problems.add(f"dataset {name}", message)
     if check_store:

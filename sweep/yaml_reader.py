@@ -85,10 +85,14 @@ def shorten(value, limit: int = 60) -> str:
 def expanded_size(node: yaml.Node, limit: int = MAX_NODES) -> int:
     """Nodes the document has once every alias is expanded (counting stops just past `limit`)."""
     memo: dict[int, int] = {}
+    open_nodes: set[int] = set()   # a node inside itself (a recursive alias) expands without end
 
     def size(n) -> int:
         if id(n) in memo:
             return memo[id(n)]
+        if id(n) in open_nodes:
+            return limit + 1
+        open_nodes.add(id(n))
         total = 1
         if isinstance(n, yaml.SequenceNode):
             children = n.value
@@ -100,6 +104,7 @@ def expanded_size(node: yaml.Node, limit: int = MAX_NODES) -> int:
             total += size(child)
             if total > limit:
                 break
+        open_nodes.discard(id(n))
         memo[id(n)] = total
         return total
 
@@ -116,7 +121,7 @@ def parse_yaml(text: str, source: str):
             return None
         nodes = expanded_size(node)
         if nodes > MAX_NODES:
-            raise YamlInputError(source, f"aliases expand to more than {MAX_NODES:,} values (an alias bomb?); "
+            raise YamlInputError(source, f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?); "
                                  f"a spec needs a few hundred")
         return loader.construct_document(node)
     except yaml.YAMLError as exc:

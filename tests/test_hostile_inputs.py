@@ -50,9 +50,10 @@ def spec_with(**sections) -> str:
 # (id, spec text or a callable(tmp_path) -> path, expected fragment of the one problem)
 CASES = [
     # --- the file itself ---
-    ("alias-bomb", BASE + bomb() + "\n", "aliases expand to more than 100,000 values"),
+    ("alias-bomb", BASE + bomb() + "\n", "more than 100,000 values once aliases are expanded"),
     ("alias-bomb-in-axis", spec_with(axes="{seed: *a8}").replace("axes:", bomb() + "\naxes:", 1),
-     "aliases expand to more than 100,000 values"),
+     "more than 100,000 values once aliases are expanded"),
+    ("recursive-alias", BASE + "description: &x [*x]\n", "more than 100,000 values once aliases are expanded"),
     ("deep-nesting", BASE + "description: " + "[" * 5000 + "]" * 5000 + "\n", "nesting deeper than 32 levels"),
     ("deep-mapping", BASE + "resources:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(60)),
      "nesting deeper than 32 levels"),
@@ -76,6 +77,12 @@ CASES = [
     ("store-http", spec_with(store="http://example.com/x"), "store: unsupported URI scheme 'http'"),
     ("store-ftp", spec_with(store="ftp://host/x"), "store: unsupported URI scheme 'ftp'"),
     ("store-no-bucket", spec_with(store="s3://"), "store: 's3://' names no bucket"),
+    ("store-nul", spec_with(store='"/tmp/a\\0b"'), "store: must be a local folder, file://path, s3://bucket/prefix or "
+                                                   "gs://bucket/prefix without control characters"),
+    ("data-root-nul", spec_with(fixed='{dataset: synthetic, data_root: "a\\0b"}'),
+     "fixed.data_root: data_root must be a path without NUL or line breaks"),
+    ("data-root-too-long", spec_with(fixed="{dataset: mnist, data_root: " + "x" * 5000 + "}"),
+     "at most 4,096 characters and 255 bytes per folder name, got 'xxxx"),
     # --- numbers ---
     ("seed-beyond-64-bits", spec_with(axes="{seed: [0, 1180591620717411303424]}"),
      "axes.seed[1]: seed 1180591620717411303424 must be <= 4,294,967,295"),
@@ -220,7 +227,7 @@ def test_alias_bomb_is_refused_in_bounded_memory(tmp_path, capsys):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert code == 2 and "aliases expand to more than 100,000 values" in err
+    assert code == 2 and "more than 100,000 values once aliases are expanded" in err
     assert peak < 20 * 2 ** 20, peak   # 9**12 values would need terabytes
 
 

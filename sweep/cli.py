@@ -1,6 +1,6 @@
 """The ``roar`` command line.
 
-    roar run SPEC [--dry-run] [--address ADDR] [--store URI] [--retry-failed] [--verbose]
+    roar run SPEC [--dry-run] [--address ADDR] [--store URI] [--retry-failed] [--verbose] [--max-trials N]
     roar status STORE [--spec SPEC]
     roar compact STORE
     roar report STORE -o DIR        (analysis.cli)
@@ -8,8 +8,8 @@
     roar bench ...                  (benchmarks)
     roar verify STORE               (sweep.verify)
 
-Exit codes: 0 success, 1 trials missing or failed to run, 2 a bad spec or arguments, 3 the results store
-failed mid-sweep, 130 interrupted.
+Exit codes: 0 success, 1 trials missing or failed to run (or every trial of the sweep failed), 2 a bad spec
+or arguments, 3 the results store failed mid-sweep, 130 interrupted.
 """
 from __future__ import annotations
 

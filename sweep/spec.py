@@ -73,7 +73,6 @@ and alias expansion; duplicate keys are errors).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -81,20 +80,20 @@ from typing import Mapping
 
 from roar.spec import TrialSpec
 
-from .fields import INT64_MAX, TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
+from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, unknown_message
 from .option_rules import postprocess_param_names, postprocess_param_problem
+from .resources import DEVICES, Resources, parse_resources
 from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, environment_problems, grid_size_problem,
                           image_size_problems, irrelevant_axis_problems, name_problem, postprocess_param_problems,
                           projected_grid, size_warnings, store_problem, subset_problems, true_pixel_problems)
 from .yaml_reader import YamlInputError, read_yaml_file, shorten
 
-__all__ = ["SpecError", "SweepSpec", "Resources", "ClusterInfo", "parse_spec", "load_spec", "read_spec_yaml",
+__all__ = ["SpecError", "SweepSpec", "Resources", "DEVICES", "ClusterInfo", "parse_spec", "load_spec", "read_spec_yaml",
            "local_cluster_info", "environment_problems", "true_pixel_problems", "projected_grid"]
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
                   "postprocess", "protocols", "max_trials")
 STORAGE_KEYS = ("endpoint_url",)
-DEVICES = ("auto", "cpu", "cuda")
 # datasets entry key -> TrialSpec field
 DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
                       "image_size": "image_size", "data_seed": "data_seed"}
@@ -114,27 +113,6 @@ class SpecError(ValueError):
         self.problems = list(problems)
         head = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the sweep spec"
         super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each trial and each stage task reserves on the Ray cluster."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int | None = None
-    device: str = "auto"
-    cpus_per_stage: float | None = None
-    gpus_per_stage: float | None = None
-    max_failures: int = 2
-
-    @property
-    def stage_cpus(self) -> float:
-        return self.cpus_per_trial if self.cpus_per_stage is None else self.cpus_per_stage
-
-    @property
-    def stage_gpus(self) -> float:
-        return self.gpus_per_trial if self.gpus_per_stage is None else self.gpus_per_stage
 
 
 @dataclass
@@ -310,50 +288,6 @@ def _product(lists: list[list]):
     return out
 
 
-def _parse_resources(raw, problems: Problems) -> Resources:
-    if raw is None:
-        return Resources()
-    if not isinstance(raw, Mapping):
-        problems.add("resources", f"must be a mapping, got {type(raw).__name__}")
-        return Resources()
-    names = [f.name for f in dataclasses.fields(Resources)]
-    values = {}
-    for key, value in raw.items():
-        where = f"resources.{key}"
-        if key not in names:
-            problems.add(where, unknown_message("resources key", key, names))
-        elif key == "device":
-            if value not in DEVICES:
-                problems.add(where, unknown_message("device", value, DEVICES))
-            else:
-                values[key] = value
-        elif key in ("max_concurrent_trials", "max_failures"):
-            low = 1 if key == "max_concurrent_trials" else 0
-            if value is None and key == "max_concurrent_trials":
-                values[key] = None
-            elif not is_int(value) or value < low:
-                problems.add(where, f"must be an integer >= {low}, got {shorten(value)}")
-            elif value > INT64_MAX:
-                problems.add(where, f"must be an integer <= {INT64_MAX:,}, got {shorten(value)}")
-            else:
-                values[key] = value
-        elif value is None and key.endswith("_stage"):
-            values[key] = None
-        elif not is_number(value) or value < 0 or (key.startswith("cpus") and value == 0):
-            low = "> 0" if key.startswith("cpus") else ">= 0 (fractions allowed)"
-            problems.add(where, f"must be a number {low}, got {shorten(value)}")
-        else:
-            values[key] = float(value)
-    res = Resources(**values)
-    if res.device == "cuda" and res.gpus_per_trial == 0:
-        problems.add("resources.device", "cuda needs resources.gpus_per_trial > 0: Ray hides GPUs from "
-                                         "trials that reserve none")
-    if res.device == "cpu" and (res.gpus_per_trial > 0 or (res.gpus_per_stage or 0) > 0):
-        problems.add("resources.device", "cpu with gpus_per_trial/gpus_per_stage > 0 reserves GPUs that "
-                                         "trials never use; set device: auto or cuda, or gpus to 0")
-    return res
-
-
 # --- the whole spec --------------------------------------------------------------------------------
 def parse_spec(data, source: str = "<spec>", store: str | None = None,
                cluster: ClusterInfo | None = None, check_environment: bool = True,
@@ -389,7 +323,7 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
     if not isinstance(description, str):
         problems.add("description", f"must be text, got {type(description).__name__}")
 
-    resources = _parse_resources(data.get("resources"), problems)
+    resources = parse_resources(data.get("resources"), problems)
     fixed = _parse_fixed(data.get("fixed"), problems)
     if data.get("recipe") is not None:
         fixed = _with_recipe(data["recipe"], fixed, source, endpoint_url, problems)

@@ -107,9 +107,15 @@ def postprocess_param_problem(name: str, value) -> str | None:
 
 def postprocess_params_problem(postprocess: str, params: dict) -> str | None:
     """Whether `postprocess` takes exactly these parameters (roar.postprocess's own check)."""
-    from roar.postprocess import _check_params
+    from roar.postprocess import PARAMS, REQUIRED, _check_params
     try:
         _check_params(postprocess, params)
     except ValueError as exc:
         return str(exc)
+    if postprocess == "chain":  # each step needs its own parameters, which the chain entry carries
+        for step in params["steps"].split(","):
+            missing = [k for k in REQUIRED.get(step, ()) if k not in params]
+            if missing:
+                what = ", ".join(f"{k} ({PARAMS[step][k][1]})" for k in missing)
+                return f"postprocess 'chain' step {step!r} needs parameter(s) {what} in the chain entry"
     return None

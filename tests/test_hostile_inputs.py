@@ -106,6 +106,8 @@ CASES = [
      "postprocess 'gaussian' takes no parameter(s) ['gamma']"),
     ("chain-bad-steps", BASE + "postprocess: [{name: chain, steps: 'gaussian,chain'}]\n",
      "steps must be comma-separated post-processing names (not chain, not seeded ones)"),
+    ("chain-step-without-its-parameter", BASE + "postprocess: [{name: chain, steps: 'gamma,gaussian', sigma: 1}]\n",
+     "postprocess 'chain' step 'gamma' needs parameter(s) gamma (a finite number > 0) in the chain entry"),
     ("params-in-options", spec_with(fixed="{dataset: synthetic, options: {postprocess_params: 1}}"),
      "fixed.options.postprocess_params: give post-processing parameters in a postprocess entry"),
     # --- protocol options ---
@@ -215,6 +217,18 @@ def test_postprocess_parameters_from_yaml_reach_the_trial(tmp_path, capsys):
     gamma = [t for t in trials if t.postprocess == "gamma" and t.fraction == 0.1][0]
     assert gamma.options == (("postprocess_params", {"gamma": 0.5}),)
     assert len({t.trial_id for t in trials}) == len(trials) == 8
+    # and the trial's own post-processing step applies them
+    from roar.postprocess import postprocess_maps
+    from roar.protocols.context import TrialContext
+    raw = torch.rand(2, 8, 8)
+    for t in trials[:4]:
+        ctx = TrialContext(spec=t, data=None, device="cpu", base_model=None, base_accuracy=0.0, raw_maps={})
+        got = ctx.postprocess(raw, torch.arange(2))
+        if t.postprocess == "gamma":
+            assert torch.allclose(got, raw ** t.option("postprocess_params")["gamma"])
+        if t.postprocess == "chain":
+            quantized = postprocess_maps(raw, "quantize", levels=4)
+            assert torch.equal(got, postprocess_maps(quantized, "gaussian", sigma=1.0))
 
 
 # --- bounded time and memory --------------------------------------------------------------------------

@@ -13,13 +13,15 @@ import socket
 import subprocess
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from . import __version__
-from .artifacts import load_maps, load_model_state, maps_meta_key, model_meta_key, save_maps, save_model
+from .artifacts import (ArtifactMismatch, ArtifactMissing, check_artifact, load_maps, load_model_state, save_maps,
+                        save_model)
 from .attribution import compute_maps, resolve_targets, split_target
 from .conventions import attribution_noise_std
 from .datasets import ImageData, load_dataset
@@ -88,10 +90,12 @@ def _new_model(spec: TrialSpec, data: ImageData, seed: int):
 
 
 # --- stage A -------------------------------------------------------------------------------------
-def ensure_base_model(spec: TrialSpec, store: Store, device: str = "cpu", progress: bool = False) -> str:
-    """Train the base model unless the store has it; returns its content key."""
+def ensure_base_model(spec: TrialSpec, store: Store, device: str = "cpu", progress: bool = False,
+                      force: bool = False) -> str:
+    """Train the base model unless the store has it, verified (roar.artifacts.check_artifact); a
+    damaged or edited one is trained again and overwritten. force: train even when it verifies."""
     key = spec.base_model_key()
-    if store.exists(model_meta_key(key)):
+    if not force and check_artifact(store, "model", key) is None:
         return key
     data = load_data(spec)
     start = time.perf_counter()
@@ -113,20 +117,39 @@ def load_base_model(spec: TrialSpec, store: Store, device: str = "cpu"):
     key = spec.base_model_key()
 
     def make():
-        ensure_base_model(spec, store, device)
-        state, meta = load_model_state(store, key)
+        state, meta = _load_verified(lambda: load_model_state(store, key),
+                                     lambda force: ensure_base_model(spec, store, device, force=force))
         model = _new_model(spec, load_data(spec), seed=0)
         model.load_state_dict(state)
         return model.to(device).eval(), meta
     return _MODELS.get_or_make((key, device), make)
 
 
+def _load_verified(load, make):
+    """load() a verified artifact. Missing: make(force=False) then load. Failing its checks: make it
+    again (force=True) and load the new one; a second mismatch fails the trial with both reasons.
+    Bytes that failed a check are never returned."""
+    try:
+        return load()
+    except ArtifactMissing:
+        make(False)
+        return load()
+    except ArtifactMismatch as first:
+        warnings.warn(f"cached artifact rejected and recomputed: {first}", RuntimeWarning, stacklevel=3)
+        make(True)
+        try:
+            return load()
+        except ArtifactMismatch as second:
+            raise ArtifactMismatch(f"recomputed artifact still fails its checks: {second} (first: {first})") from None
+
+
 # --- stage B -------------------------------------------------------------------------------------
 def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bool = False,
-                batch_size: int = 256) -> str:
-    """Compute attribution maps of the train and test split unless the store has them."""
+                batch_size: int = 256, force: bool = False) -> str:
+    """Compute attribution maps of the train and test split unless the store has them, verified; a
+    damaged or edited set is computed again. force: compute even when they verify."""
     key = spec.maps_key()
-    if store.exists(maps_meta_key(key)):
+    if not force and check_artifact(store, "maps", key) is None:
         return key
     model, _ = load_base_model(spec, store, device)
     data = load_data(spec)
@@ -148,8 +171,8 @@ def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bo
 def get_maps(spec: TrialSpec, store: Store, device: str = "cpu") -> dict:
     """Maps of the train and test split; cached per worker, so a trial only reads the store on a miss."""
     def make():
-        ensure_maps(spec, store, device)
-        return load_maps(store, spec.maps_key())
+        return _load_verified(lambda: load_maps(store, spec.maps_key()),
+                              lambda force: ensure_maps(spec, store, device, force=force))
     return _MAPS.get_or_make(spec.maps_key(), make)
 
 

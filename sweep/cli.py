@@ -1,6 +1,6 @@
 """The ``roar`` command line.
 
-    roar run SPEC [--dry-run] [--address ADDR] [--store URI] [--retry-failed] [--verbose]
+    roar run SPEC [--dry-run] [--address ADDR] [--store URI] [--retry-failed] [--verbose] [--max-trials N]
     roar status STORE [--spec SPEC]
     roar compact STORE
     roar report STORE -o DIR        (analysis.cli)
@@ -8,8 +8,8 @@
     roar bench ...                  (benchmarks)
     roar verify STORE               (sweep.verify)
 
-Exit codes: 0 success, 1 trials missing or failed to run, 2 a bad spec or arguments, 3 the results store
-failed mid-sweep, 130 interrupted.
+Exit codes: 0 success, 1 trials missing or failed to run (or every trial of the sweep failed), 2 a bad spec
+or arguments, 3 the results store failed mid-sweep, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="results store overriding the spec's `store`")
     run.add_argument("--retry-failed", action="store_true", help="run trials whose stored row failed again")
     run.add_argument("--verbose", action="store_true", help="show Ray's logs and Tune's trial table")
+    run.add_argument("--max-trials", type=int, metavar="N",
+                     help="allow a grid of up to N points (overrides the spec's max_trials, default 100000)")
 
     st = sub.add_parser("status", help="ok / failed / missing trials in a store")
     st.add_argument("store")
@@ -74,12 +76,17 @@ def cmd_run(args, argv: list[str]) -> int:
             connect(args.address, args.verbose)
             cluster = ray_cluster_info(f"the Ray cluster at {remote}")
         # a dry run plans anywhere (a GPU spec on a laptop): environment problems become warnings
-        spec = load_spec(args.spec, store=args.store, cluster=cluster, check_environment=not args.dry_run)
+        spec = load_spec(args.spec, store=args.store, cluster=cluster, check_environment=not args.dry_run,
+                         max_trials=args.max_trials)
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
     _warn_leaky_target(spec)
     from . import runner
+    from .grid_count import warning_lines
+    from .spec import local_cluster_info
+    for line in warning_lines(spec, cluster or local_cluster_info()):
+        print(line, file=sys.stderr)
     if args.dry_run:
         return _dry_run(spec, cluster)
     result = runner.run(spec, address=args.address, retry_failed=args.retry_failed, verbose=args.verbose,
@@ -110,6 +117,11 @@ def _dry_run(spec, cluster) -> int:
     problems = environment_problems(spec, cluster or local_cluster_info())
     for problem in problems:
         print(f"warning (a real run would stop here): {problem}", file=sys.stderr)
+    from .grid import grid_points
+    from .grid_count import LARGE_GRID, describe_counts
+    if grid_points(spec) > LARGE_GRID:  # count, do not expand: stays fast at any size
+        print(describe_counts(spec, cluster or local_cluster_info()))
+        return 0
     if any(p.startswith("store:") for p in problems):
         # plan against an empty folder: counts and estimate without reading the unreachable store
         spec = dataclasses.replace(spec, store=tempfile.mkdtemp(prefix="roar-dry-run-"))

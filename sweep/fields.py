@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 from roar.registry import closest
 from roar.spec import TrialSpec
 
+from .yaml_reader import shorten
+
 TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialSpec))
 
 
@@ -26,7 +28,7 @@ def unknown_message(kind: str, name, valid) -> str:
         starts = [v for v in valid if isinstance(name, str) and name and v.startswith(name)]
         hint = starts[0] if len(starts) == 1 else None
     did_you_mean = f"; did you mean {hint!r}?" if hint else ";"
-    return f"unknown {kind} {name!r}{did_you_mean} valid: {', '.join(sorted(valid))}"
+    return f"unknown {kind} {shorten(name)}{did_you_mean} valid: {', '.join(sorted(valid))}"
 
 # Registries the valid names come from: field -> (module, attribute, fallback when the attribute is absent).
 REGISTRY_SOURCES: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
@@ -57,20 +59,38 @@ def valid_names(field_name: str) -> tuple[str, ...]:
     return tuple(registry)
 
 
+# Integers are stored as int64 in Parquet and handed to torch/numpy: a value outside this range would
+# pass the spec and fail after the stages ran.
+INT64_MAX = 2 ** 63 - 1
+# Seeds are multiplied and offset inside the protocols (seed * 1000 + k) and fed to numpy/torch RNGs.
+SEED_MAX = 2 ** 32 - 1
+MAX_KERNEL_PIXELS = 1024
+PATH_MAX, NAME_MAX_BYTES = 4096, 255   # what Linux file systems hold (data_root)
+
+
 def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def is_number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    """A finite int or float (an int too large for a float is not: math.isfinite would overflow)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(v, int):
+        return abs(v) <= INT64_MAX
+    return math.isfinite(v)
 
 
 # field -> (kind, range check returning an error fragment or None). kinds: name, int, float, str.
 _Check = Callable[[Any], "str | None"]
 
 
-def _at_least(lo, what=""):
-    return lambda v: None if v >= lo else f"must be >= {lo}{what}"
+def _at_least(lo, what="", hi=INT64_MAX):
+    def check(v):
+        if v < lo:
+            return f"must be >= {lo}{what}"
+        return None if v <= hi else f"must be <= {hi:,}{what}"
+    return check
 
 
 def _open_unit(v):
@@ -88,15 +108,16 @@ FIELD_RULES: dict[str, tuple[str, _Check | None, bool]] = {  # (kind, check, nul
     "augment": ("name", None, False), "target": ("name", None, False), "reduction": ("name", None, False),
     "sign": ("name", None, False), "retrain_mode": ("name", None, False),
     "subset": ("int", _at_least(1, " images"), True), "test_subset": ("int", _at_least(1, " images"), True),
-    "data_seed": ("int", _at_least(0), False), "data_root": ("str", None, True),
+    "data_seed": ("int", _at_least(0, hi=SEED_MAX), False), "data_root": ("str", None, True),
     "image_size": ("int", _at_least(1, " pixels"), True), "width": ("int", _at_least(1), False),
     "epochs": ("int", _at_least(1), False), "batch_size": ("int", _at_least(1), False),
     "lr": ("float", lambda v: None if v > 0 else "must be > 0", False),
     "momentum": ("float", _half_open_unit, False), "weight_decay": ("float", _at_least(0), False),
     "removal_augment": ("float", _half_open_unit, False),
-    "sigma": ("float", _at_least(0, " (a Gaussian blur sigma in pixels)"), False),
-    "filter_size": ("int", _at_least(0, " pixels"), False),
-    "fraction": ("float", _open_unit, False), "seed": ("int", _at_least(0), False),
+    # a kernel wider than any image only costs memory (radius 3 sigma): 1024 pixels bounds both
+    "sigma": ("float", _at_least(0, " (a Gaussian blur sigma in pixels)", hi=MAX_KERNEL_PIXELS), False),
+    "filter_size": ("int", _at_least(0, " pixels", hi=MAX_KERNEL_PIXELS), False),
+    "fraction": ("float", _open_unit, False), "seed": ("int", _at_least(0, hi=SEED_MAX), False),
     "options": ("options", None, False),
 }
 assert set(FIELD_RULES) == set(TRIAL_FIELDS), "every TrialSpec field needs a validation rule"
@@ -117,7 +138,7 @@ def check_value(field_name: str, value, where: str, problems: Problems):
         return None
     if kind == "name":
         if not isinstance(value, str):
-            problems.add(where, f"{field_name} must be a name (string), got {type(value).__name__} {value!r}")
+            problems.add(where, f"{field_name} must be a name (string), got {type(value).__name__} {shorten(value)}")
             return None
         valid = valid_names(field_name)
         if value not in valid:
@@ -126,7 +147,12 @@ def check_value(field_name: str, value, where: str, problems: Problems):
         return value
     if kind == "str":
         if not isinstance(value, str):
-            problems.add(where, f"{field_name} must be a string or null, got {type(value).__name__} {value!r}")
+            problems.add(where, f"{field_name} must be a string or null, got {type(value).__name__} {shorten(value)}")
+            return None
+        if any(c in value for c in "\0\n\r") or len(value) > PATH_MAX or \
+                any(len(part.encode()) > NAME_MAX_BYTES for part in value.split("/")):
+            problems.add(where, f"{field_name} must be a path without NUL or line breaks, at most {PATH_MAX:,} "
+                                f"characters and {NAME_MAX_BYTES} bytes per folder name, got {shorten(value)}")
             return None
         return value
     if kind == "options":
@@ -135,27 +161,38 @@ def check_value(field_name: str, value, where: str, problems: Problems):
     if not ok:
         expected = "an integer" if kind == "int" else "a finite number"
         problems.add(where, f"{field_name} must be {expected}{' or null' if nullable else ''}, "
-                            f"got {type(value).__name__} {value!r}")
+                            f"got {type(value).__name__} {shorten(value)}")
         return None
     value = int(value) if kind == "int" else float(value)
     err = check(value) if check else None
     if err:
-        problems.add(where, f"{field_name} {value!r} {err}")
+        problems.add(where, f"{field_name} {shorten(value)} {err}")
         return None
     return value
 
 
 def check_options(value, where: str, problems: Problems):
+    """Protocol options: known names (sweep.option_rules), scalar values of the type and range the
+    protocol reads. Returns the sorted (name, value) tuple of the good ones."""
+    from .option_rules import OPTION_RULES, option_problem
+
     if not isinstance(value, Mapping):
-        problems.add(where, f"options must be a mapping of name: value, got {type(value).__name__} {value!r}")
+        problems.add(where, f"options must be a mapping of name: value, got {type(value).__name__} {shorten(value)}")
         return None
     out = []
     for k, v in value.items():
         if not isinstance(k, str):
-            problems.add(where, f"option names must be strings, got {k!r}")
+            problems.add(where, f"option names must be strings, got {shorten(k)}")
+        elif k == "postprocess_params":
+            problems.add(f"{where}.{k}", "give post-processing parameters in a postprocess entry, e.g. "
+                                         "postprocess: [{name: gamma, gamma: 0.5}, {name: quantize, levels: 8}]")
+        elif k not in OPTION_RULES:
+            problems.add(f"{where}.{k}", unknown_message("option", k, OPTION_RULES))
         elif v is not None and not isinstance(v, (str, int, float, bool)):
             problems.add(f"{where}.{k}", f"option values must be scalars (string, number, bool, null), "
-                                         f"got {type(v).__name__} {v!r}")
+                                         f"got {type(v).__name__} {shorten(v)}")
+        elif (err := option_problem(k, v)) is not None:
+            problems.add(f"{where}.{k}", err if len(err) <= 300 else err[:300] + "...")
         else:
             out.append((k, v))
     return tuple(sorted(out))

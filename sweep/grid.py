@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from roar.spec import TrialSpec
 
 from .spec import SweepSpec
+from .spec_checks import POSTPROCESS_PARAMS
 
 
 def grid_points(spec: SweepSpec) -> int:
@@ -28,9 +29,20 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
         fields = dict(spec.fixed)
         for choice in combo:
             fields.update(choice)
-        trial = TrialSpec(**fields)
+        trial = trial_of(fields)
         trials.setdefault(trial.trial_id, trial)
     return list(trials.values())
+
+
+def trial_of(fields: dict) -> TrialSpec:
+    """The TrialSpec of one grid point's fields. A postprocess entry's parameters (gamma, levels, steps)
+    go to options['postprocess_params'] as a dict, where `roar search` puts them and the trial reads them."""
+    params = fields.get(POSTPROCESS_PARAMS)
+    if not params:
+        return TrialSpec(**{k: v for k, v in fields.items() if k != POSTPROCESS_PARAMS})
+    fields = {k: v for k, v in fields.items() if k != POSTPROCESS_PARAMS}
+    options = {**dict(fields.get("options", ())), POSTPROCESS_PARAMS: dict(params)}
+    return TrialSpec(**{**fields, "options": tuple(sorted(options.items()))})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from roar.spec import TrialSpec
 from roar.storage import Store
 
 from . import rows
+from .failures import failure_line, group_errors
 from .grid import StageJobs, expand, grid_points, stage_jobs
 from .progress import Progress, StoreFaultStopper, TuneProgress, format_seconds
 from .spec import ClusterInfo, SweepSpec, local_cluster_info
@@ -278,6 +279,7 @@ class SweepResult:
     nodes: int = 0                 # Ray nodes that ran trials in this run
     recovered: int = 0             # trials restarted after their worker or node died
     stage_lost: int = 0            # trials skipped because Ray lost their stage task
+    errors: dict[str, int] = field(default_factory=dict)   # first line of a failed row's error -> trials
 
     @property
     def exit_code(self) -> int:
@@ -285,6 +287,8 @@ class SweepResult:
             return 3
         if self.interrupted:
             return 130
+        if self.failed and not self.ok:  # nothing succeeded: a sweep that produced no result failed
+            return 1
         return 0 if self.missing == 0 else 1
 
 
@@ -442,15 +446,18 @@ def _remove_tune_folder(path: str) -> None:
 def _summary(plan: Plan, start: float, ran: int, store_error: str | None = None, tune_errors: int = 0):
     ids = {t.trial_id for t in plan.trials}
     try:
-        table = rows.read_all(plan.store, ["trial_id", "status"])
-        status = {t: s for t, s in zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())
-                  if t in ids}
+        table = rows.read_all(plan.store, ["trial_id", "status", "error"])
+        status, errors = {}, {}
+        for t, s, e in zip(*(table.column(c).to_pylist() for c in ("trial_id", "status", "error"))):
+            if t in ids:
+                status[t], errors[t] = s, e
     except OSError as exc:  # the store itself failed; report what is known
         store_error = store_error or f"reading the store failed: {exc}"
-        status = {}
+        status, errors = {}, {}
     ok = sum(1 for s in status.values() if s == "ok")
     return SweepResult(total=len(ids), ok=ok, failed=len(status) - ok, missing=len(ids) - len(status), ran=ran,
-                       seconds=time.monotonic() - start, store_error=store_error, tune_errors=tune_errors)
+                       seconds=time.monotonic() - start, store_error=store_error, tune_errors=tune_errors,
+                       errors=group_errors(errors[t] for t, s in status.items() if s != "ok"))
 
 
 def _print_outcome(spec: SweepSpec, r: SweepResult, resume: str, out: Out) -> None:
@@ -471,4 +478,6 @@ def _print_outcome(spec: SweepSpec, r: SweepResult, resume: str, out: Out) -> No
         out(f"[{spec.name}] {r.missing} trial(s) ended without a row ({r.tune_errors} Tune error(s), "
             f"{r.stage_lost} lost stage task(s): a worker or node crashed more than max_failures times); "
             f"rerun `{resume}` to retry them")
+    if r.failed:  # last, so the final line says how many failed and why
+        out(failure_line(spec.name, r.failed, r.total, r.errors))
 

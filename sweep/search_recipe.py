@@ -263,13 +263,17 @@ def read_recipe(path: str, endpoint_url: str | None = None) -> dict:
     validated as TrialSpec fields; raises ValueError naming the file and the field."""
     from .fields import Problems, TRIAL_FIELDS, check_value
 
+    from .yaml_reader import MAX_BYTES, read_yaml_bytes, read_yaml_file
+
+    # bounded reads (an endless or huge file is refused, not read), no duplicate keys, no alias bombs
     if "://" in path and not path.startswith("file://"):
         parent, name = path.rsplit("/", 1)
-        text = Store(parent, endpoint_url).read_bytes(name).decode()
+        store = Store(parent, endpoint_url)
+        if store.exists(name) and store.size(name) > MAX_BYTES:
+            raise ValueError(f"{path}: larger than {MAX_BYTES:,} bytes; a recipe is a few hundred bytes of YAML")
+        doc = read_yaml_bytes(store.read_bytes(name), path)
     else:
-        with open(path[len("file://"):] if path.startswith("file://") else path, encoding="utf-8") as f:
-            text = f.read()
-    doc = yaml.safe_load(text)
+        doc = read_yaml_file(path[len("file://"):] if path.startswith("file://") else path)
     fixed = doc.get("fixed") if isinstance(doc, dict) else None
     if not isinstance(fixed, dict) or not fixed:
         raise ValueError(f"{path}: a recipe file needs a non-empty fixed: mapping of trial fields")

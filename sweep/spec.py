@@ -35,15 +35,19 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
       - {name: identity}
       - {name: gaussian, sigma: [1, 2]}
       - {name: max_filter, filter_size: 3}
+      - {name: gamma, gamma: [0.5, 2]}          # gamma, levels, steps: roar.postprocess.PARAMS
+      - {name: chain, steps: "gamma,gaussian", gamma: 0.5, sigma: 1}
     protocols:                      # optional: protocols with their own fill / selection / retrain mode
       - {name: roar, fill: mean}
       - {name: road_morf, fill: road}
+    max_trials: 100000              # optional: the largest grid allowed (roar run --max-trials overrides)
 
 Fields: the names, types and ranges are in ``sweep.fields.FIELD_RULES``, their meanings in
 ``roar/spec.py``. Names (dataset, model, attribution, postprocess, fill, protocol, selection, optimizer,
 schedule, augment, target, reduction, sign, retrain_mode) must be keys of the roar registries.
 Entry keys: datasets {name, subset, test_subset, root, image_size, data_seed}; postprocess {name, sigma,
-filter_size}; protocols {name, fill, selection, retrain_mode}.
+filter_size, gamma, levels, steps}; protocols {name, fill, selection, retrain_mode}. A postprocess entry's
+gamma / levels / steps go to ``options['postprocess_params']`` of its trials (as ``roar search`` writes them).
 
 Rules:
 - Inside a ``datasets``, ``postprocess`` or ``protocols`` entry a list crosses its values within that
@@ -61,34 +65,44 @@ Rules:
 ``load_spec`` parses and validates; every problem (unknown names with the closest valid one, sigma < 0,
 fractions outside (0, 1), empty or duplicated axis values, wrong types, unknown keys, missing dataset
 files, GPUs asked for but absent, more CPUs per trial than the cluster has, an unwritable store) goes
-into one ``SpecError`` before Ray starts.
+into one ``SpecError`` before Ray starts. So do the checks of ``sweep.spec_checks`` over the whole grid
+(a field crossed with a value that ignores it, post-processing parameters, image and subset sizes, the
+grid's size against max_trials, the name and the store's URI scheme); absurd sizes become
+``SweepSpec.warnings``. The file itself is read by ``sweep.yaml_reader`` (bounded size, UTF-8, nesting
+and alias expansion; duplicate keys are errors).
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import yaml
-
 from roar.spec import TrialSpec
 
-from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, is_number, unknown_message
+from .fields import TRIAL_FIELDS, Problems, check_value, hashable, is_int, unknown_message
+from .option_rules import postprocess_param_names, postprocess_param_problem
+from .resources import DEVICES, Resources, parse_resources
+from .spec_checks import (DEFAULT_MAX_TRIALS, POSTPROCESS_PARAMS, environment_problems, grid_size_problem,
+                          image_size_problems, irrelevant_axis_problems, name_problem, postprocess_param_problems,
+                          projected_grid, size_warnings, store_problem, subset_problems, true_pixel_problems)
+from .yaml_reader import YamlInputError, read_yaml_file, shorten
+
+__all__ = ["SpecError", "SweepSpec", "Resources", "DEVICES", "ClusterInfo", "parse_spec", "load_spec", "read_spec_yaml",
+           "local_cluster_info", "environment_problems", "true_pixel_problems", "projected_grid"]
 
 TOP_LEVEL_KEYS = ("name", "description", "store", "storage", "resources", "recipe", "fixed", "axes", "datasets",
-                  "postprocess", "protocols")
+                  "postprocess", "protocols", "max_trials")
 STORAGE_KEYS = ("endpoint_url",)
-DEVICES = ("auto", "cpu", "cuda")
 # datasets entry key -> TrialSpec field
 DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
                       "image_size": "image_size", "data_seed": "data_seed"}
-# postprocess entry key -> TrialSpec field
-POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size"}
+# postprocess entry key -> TrialSpec field; the extra parameters (gamma, levels, steps) of
+# roar.postprocess.PARAMS are pseudo-fields 'postprocess_params.<name>' (grid.trial_of puts them in options)
+POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size",
+                          **{p: f"{POSTPROCESS_PARAMS}.{p}" for p in postprocess_param_names()}}
 # protocols entry key -> TrialSpec field
 PROTOCOL_ENTRY_KEYS = {"name": "protocol", "fill": "fill", "selection": "selection", "retrain_mode": "retrain_mode"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class SpecError(ValueError):
@@ -99,27 +113,6 @@ class SpecError(ValueError):
         self.problems = list(problems)
         head = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the sweep spec"
         super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each trial and each stage task reserves on the Ray cluster."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int | None = None
-    device: str = "auto"
-    cpus_per_stage: float | None = None
-    gpus_per_stage: float | None = None
-    max_failures: int = 2
-
-    @property
-    def stage_cpus(self) -> float:
-        return self.cpus_per_trial if self.cpus_per_stage is None else self.cpus_per_stage
-
-    @property
-    def stage_gpus(self) -> float:
-        return self.gpus_per_trial if self.gpus_per_stage is None else self.gpus_per_stage
 
 
 @dataclass
@@ -135,6 +128,8 @@ class SweepSpec:
     groups: list[tuple[str, list[dict]]] = field(default_factory=list)
     description: str = ""
     source: str = "<spec>"
+    max_trials: int = DEFAULT_MAX_TRIALS
+    warnings: list[str] = field(default_factory=list)   # not errors: absurd sizes (see spec_checks)
 
 
 @dataclass(frozen=True)
@@ -169,7 +164,7 @@ def _parse_fixed(raw, problems: Problems) -> dict:
             _unknown_field(f"fixed.{name}", name, problems)
             continue
         if isinstance(value, list) and name != "options":
-            problems.add(f"fixed.{name}", f"is a list {value!r}; a list of values belongs under axes")
+            problems.add(f"fixed.{name}", f"is a list {shorten(value)}; a list of values belongs under axes")
             continue
         n_before = len(problems)
         v = check_value(name, value, f"fixed.{name}", problems)
@@ -178,13 +173,23 @@ def _parse_fixed(raw, problems: Problems) -> dict:
     return fixed
 
 
+def _check_param(field_name: str, value, where: str, problems: Problems):
+    """A post-processing parameter (pseudo-field 'postprocess_params.<name>') of a postprocess entry."""
+    name = field_name.split(".", 1)[1]
+    message = postprocess_param_problem(name, value)
+    if message:
+        problems.add(where, message)
+        return None
+    return value
+
+
 def _check_list(values, field_name: str, where: str, problems: Problems, allow_scalar: bool) -> list:
     """Validate the values of an axis (or an entry key) and report duplicates; returns the good ones."""
     if not isinstance(values, list):
         if allow_scalar:
             values = [values]
         else:
-            problems.add(where, f"an axis must be a list of values, got {type(values).__name__} {values!r}; "
+            problems.add(where, f"an axis must be a list of values, got {type(values).__name__} {shorten(values)}; "
                                 f"put a single value under fixed")
             return []
     if not values:
@@ -193,12 +198,13 @@ def _check_list(values, field_name: str, where: str, problems: Problems, allow_s
     good, seen = [], {}
     for i, value in enumerate(values):
         n_before = len(problems)
-        v = check_value(field_name, value, f"{where}[{i}]", problems)
+        check = _check_param if field_name.startswith(POSTPROCESS_PARAMS + ".") else check_value
+        v = check(field_name, value, f"{where}[{i}]", problems)
         if len(problems) != n_before:
             continue
         key = hashable(v)
         if key in seen:
-            problems.add(where, f"duplicate value {value!r} (positions {seen[key]} and {i}); "
+            problems.add(where, f"duplicate value {shorten(value)} (positions {seen[key]} and {i}); "
                                 f"each value may appear once")
             continue
         seen[key] = i
@@ -222,12 +228,13 @@ def _parse_axes(raw, problems: Problems) -> list[tuple[str, list[dict]]]:
     return groups
 
 
-def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) -> list[dict]:
+def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems,
+                   max_trials: int = DEFAULT_MAX_TRIALS) -> list[dict]:
     """A list of entries (datasets / postprocess); each entry's list values cross within the entry."""
     if raw is None:
         return []
     if not isinstance(raw, list) or not raw:
-        problems.add(section, f"must be a non-empty list of entries like {{name: ...}}, got {raw!r}")
+        problems.add(section, f"must be a non-empty list of entries like {{name: ...}}, got {shorten(raw)}")
         return []
     choices, seen = [], {}
     for i, entry in enumerate(raw):
@@ -235,7 +242,7 @@ def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) 
         if isinstance(entry, str):  # `- identity` is shorthand for `- {name: identity}`
             entry = {"name": entry}
         if not isinstance(entry, Mapping):
-            problems.add(where, f"must be a mapping with keys {sorted(keys)}, got {entry!r}")
+            problems.add(where, f"must be a mapping with keys {sorted(keys)}, got {shorten(entry)}")
             continue
         if "name" not in entry:
             problems.add(where, f"needs a 'name'; keys are {sorted(keys)}")
@@ -247,15 +254,31 @@ def _parse_entries(raw, section: str, keys: dict[str, str], problems: Problems) 
                 continue
             good = _check_list(value, keys[key], f"{where}.{key}", problems, allow_scalar=True)
             per_key.append([(keys[key], v) for v in good])
+        combos = math.prod(len(values) for values in per_key)
+        if combos > max_trials:  # refuse before materialising the product
+            problems.add(where, f"crosses {combos:,} combinations, more than max_trials={max_trials:,}")
+            continue
         for combo in _product(per_key):
-            choice = dict(combo)
+            choice = _with_params(dict(combo))
             ident = tuple(sorted((k, hashable(v)) for k, v in choice.items()))
             if ident in seen:
-                problems.add(where, f"duplicates {section}[{seen[ident]}] ({choice})")
+                problems.add(where, f"duplicates {section}[{seen[ident]}] ({shorten(choice, 120)})")
                 continue
             seen[ident] = i
             choices.append(choice)
     return choices
+
+
+def _with_params(choice: dict) -> dict:
+    """Collect the 'postprocess_params.<name>' keys of an entry choice into one hashable
+    POSTPROCESS_PARAMS value: sorted (name, value) pairs (grid.trial_of moves them into options)."""
+    prefix = POSTPROCESS_PARAMS + "."
+    params = tuple(sorted((k[len(prefix):], v) for k, v in choice.items() if k.startswith(prefix)))
+    if not params:
+        return choice
+    out = {k: v for k, v in choice.items() if not k.startswith(prefix)}
+    out[POSTPROCESS_PARAMS] = params
+    return out
 
 
 def _product(lists: list[list]):
@@ -265,56 +288,16 @@ def _product(lists: list[list]):
     return out
 
 
-def _parse_resources(raw, problems: Problems) -> Resources:
-    if raw is None:
-        return Resources()
-    if not isinstance(raw, Mapping):
-        problems.add("resources", f"must be a mapping, got {type(raw).__name__}")
-        return Resources()
-    names = [f.name for f in dataclasses.fields(Resources)]
-    values = {}
-    for key, value in raw.items():
-        where = f"resources.{key}"
-        if key not in names:
-            problems.add(where, unknown_message("resources key", key, names))
-        elif key == "device":
-            if value not in DEVICES:
-                problems.add(where, unknown_message("device", value, DEVICES))
-            else:
-                values[key] = value
-        elif key in ("max_concurrent_trials", "max_failures"):
-            low = 1 if key == "max_concurrent_trials" else 0
-            if value is None and key == "max_concurrent_trials":
-                values[key] = None
-            elif not is_int(value) or value < low:
-                problems.add(where, f"must be an integer >= {low}, got {value!r}")
-            else:
-                values[key] = value
-        elif value is None and key.endswith("_stage"):
-            values[key] = None
-        elif not is_number(value) or value < 0 or (key.startswith("cpus") and value == 0):
-            low = "> 0" if key.startswith("cpus") else ">= 0 (fractions allowed)"
-            problems.add(where, f"must be a number {low}, got {value!r}")
-        else:
-            values[key] = float(value)
-    res = Resources(**values)
-    if res.device == "cuda" and res.gpus_per_trial == 0:
-        problems.add("resources.device", "cuda needs resources.gpus_per_trial > 0: Ray hides GPUs from "
-                                         "trials that reserve none")
-    if res.device == "cpu" and (res.gpus_per_trial > 0 or (res.gpus_per_stage or 0) > 0):
-        problems.add("resources.device", "cpu with gpus_per_trial/gpus_per_stage > 0 reserves GPUs that "
-                                         "trials never use; set device: auto or cuda, or gpus to 0")
-    return res
-
-
 # --- the whole spec --------------------------------------------------------------------------------
 def parse_spec(data, source: str = "<spec>", store: str | None = None,
-               cluster: ClusterInfo | None = None, check_environment: bool = True) -> SweepSpec:
+               cluster: ClusterInfo | None = None, check_environment: bool = True,
+               max_trials: int | None = None) -> SweepSpec:
     """Validate a spec mapping; raise one SpecError listing every problem.
 
     store: overrides the spec's store (``roar run --store``). cluster: the resources to check against
     (default: this machine). check_environment: also check dataset files, the store's writability and
-    the cluster's CPUs/GPUs (off for pure parsing, e.g. in ``roar status``).
+    the cluster's CPUs/GPUs (off for pure parsing, e.g. in ``roar status``). max_trials: overrides the
+    spec's max_trials (``roar run --max-trials``).
     """
     problems = Problems()
     if not isinstance(data, Mapping):
@@ -325,25 +308,29 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
             problems.add(str(key), unknown_message("top-level key", key, TOP_LEVEL_KEYS))
 
     name = data.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        problems.add("name", f"must be a short name of letters, digits, '-', '_', '.', got {name!r}")
+    if (message := name_problem(name)) is not None:
+        problems.add("name", message)
     store_uri = store if store is not None else data.get("store")
-    if not isinstance(store_uri, str) or not store_uri.strip():
-        problems.add("store", f"must be a folder or an s3:// / gs:// URI, got {store_uri!r}")
+    if (message := store_problem(store_uri)) is not None:
+        problems.add("store", message)
         store_uri = None
+    max_trials = max_trials if max_trials is not None else data.get("max_trials", DEFAULT_MAX_TRIALS)
+    if not is_int(max_trials) or not 1 <= max_trials <= 10 ** 12:
+        problems.add("max_trials", f"must be an integer from 1 to 10**12 (grid points allowed), got {shorten(max_trials)}")
+        max_trials = DEFAULT_MAX_TRIALS
     endpoint_url = _parse_storage(data.get("storage"), problems)
     description = data.get("description") or ""
     if not isinstance(description, str):
         problems.add("description", f"must be text, got {type(description).__name__}")
 
-    resources = _parse_resources(data.get("resources"), problems)
+    resources = parse_resources(data.get("resources"), problems)
     fixed = _parse_fixed(data.get("fixed"), problems)
     if data.get("recipe") is not None:
         fixed = _with_recipe(data["recipe"], fixed, source, endpoint_url, problems)
     groups = _parse_axes(data.get("axes"), problems)
-    datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems)
-    post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems)
-    protocols = _parse_entries(data.get("protocols"), "protocols", PROTOCOL_ENTRY_KEYS, problems)
+    datasets = _parse_entries(data.get("datasets"), "datasets", DATASET_ENTRY_KEYS, problems, max_trials)
+    post = _parse_entries(data.get("postprocess"), "postprocess", POSTPROCESS_ENTRY_KEYS, problems, max_trials)
+    protocols = _parse_entries(data.get("protocols"), "protocols", PROTOCOL_ENTRY_KEYS, problems, max_trials)
     for section, choices, keys in (("datasets", datasets, DATASET_ENTRY_KEYS),
                                    ("postprocess", post, POSTPROCESS_ENTRY_KEYS),
                                    ("protocols", protocols, PROTOCOL_ENTRY_KEYS)):
@@ -355,8 +342,15 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
 
     spec = SweepSpec(name=name if isinstance(name, str) else "", store=store_uri or "", resources=resources,
                      endpoint_url=endpoint_url, fixed=fixed, groups=groups,
-                     description=description if isinstance(description, str) else "", source=source)
-    problems.extend(true_pixel_problems(spec))
+                     description=description if isinstance(description, str) else "", source=source,
+                     max_trials=max_trials)
+    too_big = grid_size_problem(spec, max_trials)
+    if too_big:  # the grid-wide checks below are cheap, but a caller would expand the grid next
+        problems.add("grid", too_big)
+    for check in (true_pixel_problems, irrelevant_axis_problems, postprocess_param_problems, image_size_problems,
+                  subset_problems):
+        problems.extend(check(spec))
+    spec.warnings = size_warnings(spec)
     if check_environment:
         problems.extend(environment_problems(spec, cluster or local_cluster_info(),
                                              check_store=store_uri is not None))
@@ -412,79 +406,17 @@ def _check_overlaps(fixed: dict, groups, problems: Problems) -> None:
             owner.setdefault(f, where)
 
 
-def environment_problems(spec: SweepSpec, cluster: ClusterInfo, check_store: bool = True) -> list[str]:
-    """Problems only the running environment reveals: data files, resources, store writability."""
-    from roar.datasets import dataset_available
-    from roar.storage import Store
-
-    problems = Problems()
-    res = spec.resources
-    want_gpus = max(res.gpus_per_trial, res.stage_gpus)
-    if want_gpus > 0 and cluster.gpus < want_gpus:
-        problems.add("resources", f"gpus_per_trial={res.gpus_per_trial:g}, gpus_per_stage={res.stage_gpus:g} "
-                                  f"but {cluster.where} has {cluster.gpus:g} GPU(s); set them to 0 to run on CPU")
-    if res.device == "cuda" and cluster.gpus == 0:
-        problems.add("resources.device", f"cuda requested but {cluster.where} has no GPU")
-    for key, want in (("cpus_per_trial", res.cpus_per_trial), ("cpus_per_stage", res.stage_cpus)):
-        if want > cluster.cpus:
-            problems.add(f"resources.{key}", f"{want:g} exceeds the {cluster.cpus:g} CPU(s) of {cluster.where}; "
-                                             f"no trial could ever start")
-    for name, root in sorted(_dataset_roots(spec), key=str):
-        message = dataset_available(name, root)
-        if message:
-            problems.add(f"dataset {name}", message)
-    if check_store:
-        message = Store(spec.store, spec.endpoint_url).check_writable()
-        if message:
-            problems.add("store", message)
-    return list(problems)
-
-
-def true_pixel_problems(spec: SweepSpec) -> list[str]:
-    """Protocols and attributions flagged needs_true_pixels only run on datasets that have them."""
-    from roar.attribution import ATTRIBUTIONS
-    from roar.datasets import DATASETS
-    from roar.protocols import PROTOCOLS
-
-    problems = Problems()
-    for field_name, registry in (("protocol", PROTOCOLS), ("attribution", ATTRIBUTIONS)):
-        for dataset, value in sorted(projected_grid(spec, ("dataset", field_name)), key=str):
-            entry, loader = registry.get(value), DATASETS.get(dataset)
-            if entry and loader and entry.needs_true_pixels and not loader.has_true_pixels:
-                valid = sorted(n for n, d in DATASETS.items() if d.has_true_pixels)
-                problems.add(field_name, f"{value!r} needs a dataset with known true pixels ({', '.join(valid)}),"
-                                         f" but the grid pairs it with dataset {dataset!r}")
-    return list(problems)
-
-
-def projected_grid(spec: SweepSpec, fields: tuple[str, ...]) -> set[tuple]:
-    """The distinct combinations of `fields` the grid uses (without expanding the whole grid)."""
-    default = TrialSpec()
-    combos = [{f: spec.fixed.get(f, getattr(default, f)) for f in fields}]
-    for _, choices in spec.groups:
-        projections = {tuple((k, c[k]) for k in fields if k in c) for c in choices}
-        if projections != {()}:
-            combos = [{**base, **dict(p)} for base in combos for p in projections]
-    return {tuple(c[f] for f in fields) for c in combos}
-
-
-def _dataset_roots(spec: SweepSpec) -> set[tuple[str, str | None]]:
-    return projected_grid(spec, ("dataset", "data_root"))
-
-
 def read_spec_yaml(path: str):
-    """The parsed YAML of a spec file; a missing file or bad YAML is a SpecError."""
+    """The parsed YAML of a spec file, read in bounded time and memory (sweep.yaml_reader); a missing
+    file, a directory, non-UTF-8 bytes, bad YAML, duplicate keys or an alias bomb is a SpecError."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError(path, [f"spec file not found: {os.path.abspath(path)}"]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [f"not valid YAML: {exc}"]) from None
+        return read_yaml_file(path, what="spec file")
+    except YamlInputError as exc:
+        raise SpecError(path, [exc.reason]) from None
 
 
 def load_spec(path: str, store: str | None = None, cluster: ClusterInfo | None = None,
-              check_environment: bool = True) -> SweepSpec:
+              check_environment: bool = True, max_trials: int | None = None) -> SweepSpec:
     """Read and validate a YAML spec file (see the module docstring for the format)."""
     return parse_spec(read_spec_yaml(path), source=path, store=store, cluster=cluster,
-                      check_environment=check_environment)
+                      check_environment=check_environment, max_trials=max_trials)

@@ -12,8 +12,9 @@ Each check is an entry of ``CHECKS`` (name -> function over an ``Inventory`` yie
   'ok' and disagree outside the provenance columns, and a warning otherwise (a retried failure, or a
   compaction interrupted before it deleted the row files).
 - ``artifacts``: every cached model and map set has its meta file, the sha256 of each payload
-  matches the meta (``roar.artifacts.verify_artifact``) and the meta's fields hash to the artifact's
-  key, so an artifact cannot sit under another trial's key.
+  matches the meta (``roar.artifacts.verify_artifact``), the meta file matches its own meta_sha256
+  (an edited base_accuracy is found) and the meta's fields hash to the artifact's key, so an artifact
+  cannot sit under another trial's key.
 - ``orphans``: artifacts that no stored row (and no trial of ``--spec``) refers to, and temp files left
   by interrupted writes. Reported as warnings, never deleted.
 
@@ -38,7 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from analysis.schema import COLUMNS, PROVENANCE_COLUMNS, STATUSES, SchemaError, conform
-from roar.artifacts import MAPS_DIR, MODELS_DIR, maps_meta_key, model_meta_key, verify_artifact
+from roar.artifacts import MAPS_DIR, MODELS_DIR, maps_meta_key, meta_checksum_problem, model_meta_key, verify_artifact
 from roar.spec import TrialSpec, content_key
 from roar.storage import TMP_PREFIX, Store
 
@@ -315,10 +316,18 @@ def check_artifacts(inv: Inventory) -> Iterable[Finding]:
             continue
         for p in problems:
             yield Finding("artifacts", PROBLEM, a.where, p)
+        yield from _meta_findings(a, meta)
         fields = meta.get("fields")
         if not isinstance(fields, dict) or content_key(fields, kind=a.kind) != a.key:
             yield Finding("artifacts", PROBLEM, a.where, f"its meta fields do not hash to the key {a.key!r}: the "
                                                          f"content belongs to another trial setup")
+
+
+def _meta_findings(a: _Artifact, meta) -> Iterable[Finding]:
+    """The meta file's own checksum: an edited value (base_accuracy, say) is a problem, like a payload's."""
+    problem = meta_checksum_problem(meta) if isinstance(meta, dict) else "meta file is not a JSON object"
+    if problem:
+        yield Finding("artifacts", PROBLEM, a.meta, problem + "; the next trial that loads it recomputes the artifact")
 
 
 def _referenced(inv: Inventory) -> set[tuple[str, str]]:

@@ -19,6 +19,7 @@ import yaml
 
 from roar import pipeline
 from roar.artifacts import save_maps
+from roar.spec import TrialSpec
 from roar.storage import Store
 from sweep import search as search_mod
 from sweep.rows import read_all
@@ -66,7 +67,8 @@ def store_dir(tmp_path_factory):
         return 0.6 * true + rng.uniform(0.0, 1.0, size=true.shape).astype(np.float32)
 
     save_maps(store, cell.maps_key(), {"train": planted(data.train_true), "test": planted(data.test_true)},
-              {"planted": "0.6 * true patch + U(0, 1)"})
+              {"planted": "0.6 * true patch + U(0, 1)",  # fields: the key they hash to is checked on load
+               "fields": {k: getattr(cell, k) for k in TrialSpec.MAPS_FIELDS}})
     return root
 
 

@@ -138,7 +138,8 @@ def test_dataset_in_fixed_and_datasets(tmp_path):
 
 def test_postprocess_entry_without_name(tmp_path):
     d = spec_dict(tmp_path, postprocess=[{"sigma": [1, 2]}])
-    assert only_problem(d) == "postprocess[0]: needs a 'name'; keys are ['filter_size', 'name', 'sigma']"
+    assert only_problem(d) == ("postprocess[0]: needs a 'name'; keys are ['filter_size', 'gamma', 'levels', 'name', "
+                               "'sigma', 'steps']")
 
 
 def test_postprocess_entry_unknown_key(tmp_path):
@@ -227,8 +228,10 @@ def test_unwritable_store(tmp_path):
 def test_bad_name_and_missing_store(tmp_path):
     d = spec_dict(tmp_path, name="my sweep!")
     del d["store"]
-    assert problems_of(d) == ["name: must be a short name of letters, digits, '-', '_', '.', got 'my sweep!'",
-                              "store: must be a folder or an s3:// / gs:// URI, got None"]
+    assert problems_of(d) == ["name: must be 1-100 characters of letters, digits, '-', '_', '.' (starting with a "
+                              "letter or digit; it names folders), got 'my sweep!'",
+                              "store: must be a local folder, file://path, s3://bucket/prefix or gs://bucket/prefix, "
+                              "got None"]
 
 
 def test_credentials_do_not_belong_in_the_spec(tmp_path):
@@ -239,8 +242,8 @@ def test_credentials_do_not_belong_in_the_spec(tmp_path):
 
 
 def test_option_values_must_be_scalars(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "options": {"layers": [1, 2]}})
-    assert only_problem(d) == ("fixed.options.layers: option values must be scalars (string, number, bool, "
+    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "options": {"input_noise": [1, 2]}})
+    assert only_problem(d) == ("fixed.options.input_noise: option values must be scalars (string, number, bool, "
                                "null), got list [1, 2]")
 
 
@@ -279,8 +282,9 @@ def test_spec_must_be_a_mapping():
 
 # --- well-formed specs --------------------------------------------------------------------------
 def test_numbers_are_normalised_so_ids_are_stable(tmp_path):
-    a = parse_spec(spec_dict(tmp_path, axes={"sigma": [1, 2]}), check_environment=False)
-    b = parse_spec(spec_dict(tmp_path, axes={"sigma": [1.0, 2.0]}), check_environment=False)
+    fixed = {"dataset": "synthetic", "epochs": 1, "postprocess": "gaussian"}  # identity would ignore sigma
+    a = parse_spec(spec_dict(tmp_path, fixed=fixed, axes={"sigma": [1, 2]}), check_environment=False)
+    b = parse_spec(spec_dict(tmp_path, fixed=fixed, axes={"sigma": [1.0, 2.0]}), check_environment=False)
     ids_a, ids_b = [t.trial_id for t in expand(a)], [t.trial_id for t in expand(b)]
     assert ids_a == ids_b and len(set(ids_a)) == 2
     assert [t.sigma for t in expand(a)] == [1.0, 2.0]

@@ -88,8 +88,11 @@ def test_failed_trial_writes_a_failed_row_and_the_sweep_goes_on(ray_session, sto
 
 
 def test_stage_failure_fails_its_trials_not_the_sweep(ray_session, store_dir, tmp_path):
-    # synthetic data has 3000 train images: the spec passes validation, loading the data fails in stage A
-    path = variant(tmp_path, "badstage", fixed={"subset": 5000},
+    # an image folder whose class folders are empty passes validation (the files decide its size) and
+    # fails in stage A, when the data is loaded
+    for split in ("train", "val"):
+        (tmp_path / "empty" / split / "a").mkdir(parents=True)
+    path = variant(tmp_path, "badstage", fixed={"dataset": "imagefolder", "data_root": str(tmp_path / "empty")},
                    axes={"attribution": ["random"], "fraction": [0.2, 0.6]}, postprocess=["identity"])
     spec = load_spec(path, store=str(store_dir))
     lines: list[str] = []
@@ -98,8 +101,12 @@ def test_stage_failure_fails_its_trials_not_the_sweep(ray_session, store_dir, tm
     assert (result.ok, result.failed, result.missing) == (0, 2, 0)
     assert len(failed) == 2
     assert all(r["status"] == "failed" and r["error"].startswith("stage A (base model ")
-               and "subset=5000" in r["error"] for r in failed)
+               and "holds no images" in r["error"] for r in failed)
     assert "[badstage] 2 trial(s) recorded as failed because a stage failed" in lines
+    # nothing succeeded: the sweep fails, and its last line says how many failed and why
+    assert result.exit_code == 1
+    assert lines[-1].startswith("[badstage] 2 of 2 trials failed: 2x stage A (base model "), lines[-1]
+    assert "DatasetFormatError" in lines[-1]
 
 
 def _has_cuda() -> bool:

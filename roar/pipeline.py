@@ -106,7 +106,7 @@ def ensure_base_model(spec: TrialSpec, store: Store, device: str = "cpu", progre
     accuracy, loss = evaluate(model, data.test_x.to(device).float().div_(255), data.test_y, device)
     meta = {"base_accuracy": accuracy, "base_loss": loss, "n_test": int(data.test_x.shape[0]),
             "seconds": time.perf_counter() - start, "device": device_label(device),
-            "fields": {k: getattr(spec, k) for k in TrialSpec.MODEL_FIELDS}}
+            "fields": spec.model_key_fields()}
     save_model(store, key, model, meta)
     return key
 
@@ -163,7 +163,7 @@ def ensure_maps(spec: TrialSpec, store: Store, device: str = "cpu", progress: bo
                                    index=split_index(split, x.shape[0], "cpu"), progress=progress,
                                    noise_std=attribution_noise_std(spec, data.std))
     meta = {"seconds": time.perf_counter() - start, "device": device_label(device),
-            "fields": {k: getattr(spec, k) for k in TrialSpec.MAPS_FIELDS}}
+            "fields": spec.maps_key_fields()}
     save_maps(store, key, maps, meta)
     return key
 

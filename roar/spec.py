@@ -92,13 +92,20 @@ class TrialSpec:
                                   "weight_decay", "schedule", "augment", "removal_augment", "seed")
     MAPS_FIELDS = MODEL_FIELDS + ("attribution", "target", "reduction", "sign")
 
+    def model_key_fields(self) -> dict:
+        """What the base model's key is the hash of (stored in its meta file, checked on every load)."""
+        return {**{k: getattr(self, k) for k in self.MODEL_FIELDS}, **self._stage_options("model")}
+
+    def maps_key_fields(self) -> dict:
+        """What the maps' key is the hash of (stored in their meta file, checked on every load)."""
+        fields = {k: getattr(self, k) for k in self.MAPS_FIELDS}
+        return self._keyed({**fields, **self._stage_options("maps")})
+
     def base_model_key(self) -> str:
-        return content_key({**{k: getattr(self, k) for k in self.MODEL_FIELDS}, **self._stage_options("model")},
-                           kind="model")
+        return content_key(self.model_key_fields(), kind="model")
 
     def maps_key(self) -> str:
-        fields = {k: getattr(self, k) for k in self.MAPS_FIELDS}
-        return content_key(self._keyed({**fields, **self._stage_options("maps")}), kind="maps")
+        return content_key(self.maps_key_fields(), kind="maps")
 
     def _stage_options(self, stage: str) -> dict:
         # only options that are set join the key, so keys of specs without them stay as they were

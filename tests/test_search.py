@@ -68,7 +68,7 @@ def store_dir(tmp_path_factory):
 
     save_maps(store, cell.maps_key(), {"train": planted(data.train_true), "test": planted(data.test_true)},
               {"planted": "0.6 * true patch + U(0, 1)",  # fields: the key they hash to is checked on load
-               "fields": {k: getattr(cell, k) for k in TrialSpec.MAPS_FIELDS}})
+               "fields": cell.maps_key_fields()})
     return root
 
 

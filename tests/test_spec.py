@@ -138,8 +138,8 @@ def test_dataset_in_fixed_and_datasets(tmp_path):
 
 def test_postprocess_entry_without_name(tmp_path):
     d = spec_dict(tmp_path, postprocess=[{"sigma": [1, 2]}])
-    assert only_problem(d) == ("postprocess[0]: needs a 'name'; keys are ['filter_size', 'gamma', 'levels', 'name', "
-                               "'sigma', 'steps']")
+    assert only_problem(d) == ("postprocess[0]: needs a 'name'; keys are ['edges', 'filter_size', 'gamma', 'levels', "
+                               "'name', 'sigma', 'steps', 'truncate']")
 
 
 def test_postprocess_entry_unknown_key(tmp_path):
@@ -352,7 +352,7 @@ def test_shipped_specs_parse():
         spec = load_spec(str(SPECS / f"{name}.yaml"), check_environment=False)
         counts[name] = (len(expand(spec)), spec.resources.gpus_per_trial > 0)
     assert counts["smoke"] == (8, False)
-    assert counts["demo"] == (4 * 3 * 5 * 2 * 2, False)  # roar + leakage
+    assert counts["demo"] == (4 * 3 * 3 * 3 * 2, False)  # methods x sigmas x fractions x seeds x (roar + leakage)
     for name in ("cifar10", "svhn", "cub200"):
         assert counts[name][1], f"{name} should ask for GPUs"
 

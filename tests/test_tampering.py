@@ -86,7 +86,7 @@ def maps_of_another_setup(root: Path):
     """A self-consistent meta (valid meta_sha256) whose fields belong to another key."""
     path = root / MAPS / "meta.json"
     meta = json.loads(path.read_text())
-    meta["fields"] = {k: getattr(SPEC.replace(attribution="random"), k) for k in TrialSpec.MAPS_FIELDS}
+    meta["fields"] = SPEC.replace(attribution="random").maps_key_fields()
     path.write_bytes(artifacts._meta_bytes(meta))
 
 

@@ -41,9 +41,9 @@ def ok_row(spec: TrialSpec, accuracy: float = 0.5, minute: int = 0) -> dict:
 def add_artifacts(store: Store, spec: TrialSpec) -> None:
     torch.manual_seed(0)
     save_model(store, spec.base_model_key(), torch.nn.Linear(3, 2),
-               {"fields": {k: getattr(spec, k) for k in TrialSpec.MODEL_FIELDS}})
+               {"fields": spec.model_key_fields()})
     maps = {"train": np.linspace(0, 1, 2 * 4 * 4).reshape(2, 4, 4), "test": np.ones((1, 4, 4))}
-    save_maps(store, spec.maps_key(), maps, {"fields": {k: getattr(spec, k) for k in TrialSpec.MAPS_FIELDS}})
+    save_maps(store, spec.maps_key(), maps, {"fields": spec.maps_key_fields()})
 
 
 def build(store: Store) -> Store:

@@ -12,10 +12,9 @@ import warnings
 
 import pyarrow as pa
 
-from .association import CLUSTERS
 from .io import SkippedFileWarning
 from .schema import SCHEMA
-from .stats import PAIRED_TESTS
+from .stats import INTERVAL_DESCRIPTIONS, PAIRED_TESTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", default=None, help="blur column for the pooled fits (default blur_spectral_centroid)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the Spearman CIs (default 1000)")
     p.add_argument("--test", choices=sorted(PAIRED_TESTS), default="wilcoxon", help="paired test across seeds")
-    p.add_argument("--cluster", choices=sorted(CLUSTERS), default="maps", help="clusters of the robust OLS errors")
+    p.add_argument("--interval", choices=sorted(INTERVAL_DESCRIPTIONS), default="t",
+                   help="intervals across seeds (none below 3 seeds): " +
+                        "; ".join(f"{k}: {v}" for k, v in INTERVAL_DESCRIPTIONS.items()))
     p.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     return p
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         filters = parse_filters(args.filter)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFileWarning)
-            a = analyze(args.store, measure=args.measure, n_boot=args.n_boot, test=args.test, cluster=args.cluster,
+            a = analyze(args.store, measure=args.measure, n_boot=args.n_boot, test=args.test, interval=args.interval,
                         filters=filters)
         for w in caught:
             if issubclass(w.category, SkippedFileWarning):

@@ -153,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="roar-report-") as tmp:
         report = args.report
         if report is None:
+            from .compute import analyze
             from .report import write_report
-            report = write_report(args.store or demo_rows(), tmp, n_boot=200)["html"]
+            a = analyze(args.store or demo_rows(), n_boot=200)
+            if not args.store:
+                a.results.source = "synthetic demo-like rows (analysis.browser.demo_rows)"
+            report = write_report(a, tmp)["html"]
         found = problems(check_page(report))
         for line in found:
             print(f"problem: {line}")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .scoring import level_order, protocol_order, scored
-from .stats import seed_ci, wilson_ci
+from .stats import seed_ci, seed_ci_groups, wilson_ci
 
 # "Well above chance": the mask-only classifier beats always-the-majority-class by at least this much
 # (accuracy fraction) and its Wilson 95% lower bound lies above chance.
@@ -19,10 +19,6 @@ LEAKAGE_MARGIN = 0.05
 RESULT_KEYS = ["dataset", "setup", "protocol", "attribution", "level", "fraction"]
 SCORE_BOUNDS = (-1.0, 1.0)   # every score is an accuracy, an accuracy drop or a precision (fractions)
 
-
-def _mean(rows: pd.DataFrame, column: str) -> float:
-    v = rows[column].astype(float) if column in rows else pd.Series(dtype=float)
-    return float(v.mean()) if v.notna().any() else np.nan
 
 
 def _sorted_by_level(table: pd.DataFrame, df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -51,17 +47,17 @@ def protocol_results(df: pd.DataFrame, level: float = 0.95, interval: str = "t")
                           "acc_ci_high", "base_accuracy", "accuracy_base_wrong", "agreement_base"]
     if s.empty:
         return pd.DataFrame(columns=cols)
-    rows = []
-    for keys, cell in s.groupby(RESULT_KEYS, dropna=False, sort=False):
-        score, slo, shi = seed_ci(cell["score"], level, interval, SCORE_BOUNDS)
-        acc, alo, ahi = seed_ci(cell["accuracy"], level, interval, (0.0, 1.0))
-        rows.append({**dict(zip(RESULT_KEYS, keys)), "n_seeds": int(cell["seed"].nunique()), "score": score,
-                     "score_ci_low": slo, "score_ci_high": shi, "accuracy": acc, "acc_ci_low": alo,
-                     "acc_ci_high": ahi, "base_accuracy": float(cell["base_accuracy"].mean()),
-                     "accuracy_base_wrong": _mean(cell, "accuracy_base_wrong"),
-                     "agreement_base": _mean(cell, "agreement_base")})
-    table = pd.DataFrame(rows, columns=cols)
-    return _sorted_by_level(table, s, ["dataset", "setup", "protocol", "attribution", "level", "fraction"])
+    groups = s.groupby(RESULT_KEYS, dropna=False, sort=False)
+    codes = groups.ngroup().to_numpy()
+    table = groups.size().reset_index()[RESULT_KEYS]   # sort=False: rows in the order of the codes
+    table["n_seeds"] = groups["seed"].nunique().to_numpy()
+    for name, column, bounds in (("score", "score", SCORE_BOUNDS), ("acc", "accuracy", (0.0, 1.0))):
+        mean, low, high, _ = seed_ci_groups(s[column].to_numpy(float), codes, level, interval, bounds)
+        table["score" if name == "score" else "accuracy"] = mean
+        table[f"{name}_ci_low"], table[f"{name}_ci_high"] = low, high
+    for column in ("base_accuracy", "accuracy_base_wrong", "agreement_base"):
+        table[column] = groups[column].mean().to_numpy() if column in s else np.nan
+    return _sorted_by_level(table[cols], s, ["dataset", "setup", "protocol", "attribution", "level", "fraction"])
 
 
 def _curve_points(text) -> list:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .scoring import level_order, scored, sort_protocols
-from .stats import PAIRED_TESTS, holm, seed_ci
+from .stats import PAIRED_TESTS, holm, seed_ci, seed_ci_groups
 
 PAIR_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "seed"]
 CELL_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "level"]
@@ -60,14 +60,15 @@ def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.9
                         "improved", "significant"]
     if diffs.empty:
         return pd.DataFrame(columns=cols)
-    rows = []
-    for keys, cell in diffs.groupby(CELL_KEYS, dropna=False, sort=True):
-        d = cell["diff"].to_numpy(float)
-        mean, low, high = seed_ci(d, level, interval, DIFF_BOUNDS)
-        rows.append({**dict(zip(CELL_KEYS, keys)), "family": cell["family"].iloc[0], "n_pairs": int(d.size),
-                     "mean_diff": mean, "ci_low": low, "ci_high": high, "median_diff": float(np.median(d)),
-                     "p": PAIRED_TESTS[test](d)})
-    table = pd.DataFrame(rows)
+    groups = diffs.groupby(CELL_KEYS, dropna=False, sort=True)
+    codes = groups.ngroup().to_numpy()
+    values = diffs["diff"].to_numpy(float)
+    table = groups.size().rename("n_pairs").reset_index()
+    table["family"] = groups["family"].first().to_numpy()
+    table["mean_diff"], table["ci_low"], table["ci_high"], _ = seed_ci_groups(values, codes, level, interval,
+                                                                              DIFF_BOUNDS)
+    table["median_diff"] = groups["diff"].median().to_numpy()
+    table["p"] = _paired_p(values, codes, len(table), test)
     table["p_holm"] = np.nan
     for _, idx in table.groupby(["dataset", "setup", "protocol"], dropna=False).groups.items():
         table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy(float))
@@ -77,6 +78,23 @@ def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.9
     table = table.assign(_o=table["level"].map(order)).sort_values(
         ["dataset", "setup", "protocol", "attribution", "_o", "fraction"], kind="stable").drop(columns="_o")
     return table[cols].reset_index(drop=True)
+
+
+def _paired_p(values: np.ndarray, codes: np.ndarray, n_groups: int, test: str) -> np.ndarray:
+    """The paired test across seeds per cell. An exact test of a few seeds depends only on the signs of
+    the differences in the order of their sizes, so cells that share that pattern share one p."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(1, n_groups))
+    cache: dict = {}
+    out = np.full(n_groups, np.nan)
+    for i, d in enumerate(np.split(values[order], bounds)):
+        d = d[np.isfinite(d) & (d != 0)]
+        size = np.abs(d)
+        key = tuple(np.sign(d[np.argsort(size)])) if np.unique(size).size == size.size else tuple(d)
+        if key not in cache:
+            cache[key] = PAIRED_TESTS[test](d)
+        out[i] = cache[key]
+    return out
 
 
 def improvement_share(effects: pd.DataFrame, diffs: pd.DataFrame | None = None, by=SUMMARY_KEYS,

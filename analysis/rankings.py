@@ -40,8 +40,8 @@ def method_ranks(df: pd.DataFrame) -> pd.DataFrame:
 
 def _pivot(ranks: pd.DataFrame, column: str) -> pd.DataFrame:
     """methods as columns, one row per value of `column` within fixed `keys`."""
-    return ranks.pivot_table(index=column, columns="attribution", values="mean_score", aggfunc="mean",
-                             dropna=False)
+    # groupby + unstack: the same table as pivot_table(aggfunc='mean'), several times faster per group
+    return ranks.groupby([column, "attribution"], dropna=False)["mean_score"].mean().unstack("attribution")
 
 
 def tau_between_levels(ranks: pd.DataFrame) -> pd.DataFrame:

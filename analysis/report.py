@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from . import figures, plots
@@ -27,6 +26,7 @@ from .compute import Analysis, analyze
 from .leaks import LABEL_LEAK_MARGIN, leak_warning
 from .scoring import PROTOCOL_SCORES, protocol_name, protocol_order, score_meaning, scored
 from . import summary as sm
+from .verdict import summary_markdown, verdict
 
 MAX_HTML_ROWS = 50         # rows of one table shown in the HTML; the CSV always has every row
 INLINE_ROWS = 12           # longer tables are collapsed (details/summary) under their title
@@ -145,7 +145,7 @@ def _first_screen(a: Analysis) -> tuple[str, dict[str, bytes]]:
     if warning:
         out.append(f"<div class='warn' role='alert'><b>Warning: test labels leaked into the test inputs.</b> "
                    f"{html.escape(warning)}</div>")
-    out.append(f"<p class='verdict'>{html.escape(sm.verdict(a))}</p>")
+    out.append(f"<p class='verdict'>{html.escape(verdict(a))}</p>")
     if a.results.ok.empty:
         return "".join(out), pngs
     items = []
@@ -317,7 +317,7 @@ def write_report(results_or_path, out_dir: str, **analyze_kwargs) -> dict[str, s
         paths[f"table/{name}"] = path
     summary_path = os.path.join(out_dir, "summary.md")
     with open(summary_path, "w", encoding="utf-8") as f:
-        f.write(sm.summary_markdown(a))
+        f.write(summary_markdown(a))
     doc, figure_paths = render_html(a, out_dir)
     html_path = os.path.join(out_dir, "report.html")
     with open(html_path, "w", encoding="utf-8") as f:

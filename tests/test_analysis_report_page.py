@@ -107,7 +107,8 @@ def test_intervals_are_clipped_to_the_range_of_the_quantity():
 @pytest.mark.slow
 def test_a_100k_row_store_gives_a_self_contained_report_under_5_mb(tmp_path):
     df = fake_results(seed=0, effect=0.5, n_seeds=10, datasets=("d1", "d2", "d3", "d4", "d5"),
-                      protocols=("roar", "kar", "road_morf"), methods=tuple(f"m{i}" for i in range(9)) + ("random",),
+                      protocols=("roar", "kar", "road_morf", "road_lerf"),
+                      methods=tuple(f"m{i}" for i in range(9)) + ("random",),
                       sigmas=(0, 1, 2, 3, 4, 6), max_filter_sizes=(3, 5), fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
                       leakage=True)
     assert len(df) >= 100_000

@@ -81,15 +81,15 @@ def effect_forest_figure(a) -> tuple[Figure, str]:
     width = 0.8
     step = width / max(1, len(fractions) * len(levels))
     colors = dict(zip(levels, _palette(len(levels))))
+    cells = {(r.attribution, r.fraction, r.level): r for r in part.itertuples()}
     for i, method in enumerate(methods):
         if method in REFERENCE_METHODS:
             ax.axvspan(i - 0.5, i + 0.5, color="#eeeeee", zorder=0)
         for j, f in enumerate(fractions):
             for k, lv in enumerate(levels):
-                r = part[(part["attribution"] == method) & (part["fraction"] == f) & (part["level"] == lv)]
-                if r.empty:
+                r = cells.get((method, f, lv))
+                if r is None:
                     continue
-                r = r.iloc[0]
                 x = i - width / 2 + step * (j * len(levels) + k + 0.5)
                 y = 100 * r.mean_diff
                 if np.isfinite(r.ci_low):

@@ -146,6 +146,9 @@ def _first_screen(a: Analysis) -> tuple[str, dict[str, bytes]]:
         out.append(f"<div class='warn' role='alert'><b>Warning: test labels leaked into the test inputs.</b> "
                    f"{html.escape(warning)}</div>")
     out.append(f"<p class='verdict'>{html.escape(verdict(a))}</p>")
+    uncertainty = sm.interval_sentence(a) if not a.results.ok.empty else ""
+    if uncertainty:
+        out.append(f"<p class='note'>{html.escape(uncertainty)}</p>")
     if a.results.ok.empty:
         return "".join(out), pngs
     items = []

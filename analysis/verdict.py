@@ -45,8 +45,9 @@ def _headline_effect(a: Analysis, lead: str) -> str:
 
 
 def verdict(a: Analysis) -> str:
-    """The first screen's one paragraph: does post-processing move the lead protocol's score, by how much,
-    does blurriness predict it, do rankings move, do masks leak, and how sure we are."""
+    """The first screen's one paragraph: does post-processing move the lead protocol's score, by how much
+    (with its interval, or the reason there is none), does blurriness predict it, do rankings move, do
+    masks leak. How every interval was computed is analysis.summary.interval_sentence."""
     if a.results.ok.empty:
         return data_sentence(a)
     lead = lead_protocol(a)
@@ -70,7 +71,6 @@ def verdict(a: Analysis) -> str:
     ll = a.table("label_leaks")
     if not ll.empty and ll["flagged"].any():
         out.append(f"In {int(ll['flagged'].sum())} retrain cells the masks carry the test label (leak check).")
-    out.append(interval_sentence(a))
     return " ".join(s for s in out if s)
 
 
@@ -96,7 +96,7 @@ def summary_markdown(a: Analysis) -> str:
     warning = leak_warning(a.results.ok, a.table("label_leaks")) if not a.results.ok.empty else ""
     if warning:
         parts += [f"> **Warning.** {warning}", ""]
-    parts += [verdict(a), "", "## Key findings", ""]
+    parts += [verdict(a), "", "## Key findings", ""]   # key_sentences carry the interval sentence
     parts += [f"- {s}" for s in key_sentences(a) if not s.startswith("WARNING")]
     topics = [("Effect of post-processing", effect_sentences(a)),
               (f"Blurriness and score (measure: {measure})", association_sentences(a) if not a.results.ok.empty else []),

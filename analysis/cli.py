@@ -60,15 +60,18 @@ def parse_filters(items: list[str]) -> dict:
 
 
 def accuracy_tables(ok) -> dict:
-    """protocol -> DataFrame of mean accuracy, index (attribution, post-processing level), columns fraction."""
-    from .scoring import derive
+    """protocol -> DataFrame of mean accuracy over seeds, index (attribution, post-processing level),
+    columns fraction; one table per protocol and setup (keyed 'protocol (setup)') when the rows hold
+    several setups, which are never averaged together."""
+    from .scoring import derive, one_per_replicate
 
     if ok.empty:
         return {}
-    df = derive(ok[ok["accuracy"].notna() & ok["study"].isna()])
-    return {protocol: g.pivot_table(index=["attribution", "level"], columns="fraction", values="accuracy",
-                                    aggfunc="mean")
-            for protocol, g in df.groupby("protocol", sort=True)}
+    df = one_per_replicate(derive(ok[ok["accuracy"].notna() & ok["study"].isna()]))
+    many = df["setup"].nunique() > 1
+    return {(f"{protocol} ({setup})" if many else protocol):
+            g.pivot_table(index=["attribution", "level"], columns="fraction", values="accuracy", aggfunc="mean")
+            for (protocol, setup), g in df.groupby(["protocol", "setup"], sort=True)}
 
 
 def _default_out(store: str) -> str:

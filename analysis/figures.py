@@ -212,15 +212,22 @@ def ranking_moves_figure(a) -> tuple[Figure, str]:
 FIRST_SCREEN = {"effect": effect_forest_figure, "leakage": leakage_vs_score_figure, "ranking": ranking_moves_figure}
 
 
-def write_figures(a, out_dir: str, dpi: int = 150) -> dict[str, tuple[str, str]]:
-    """Write the first-screen figures as PNG under out_dir (e.g. docs/findings/plots) for documents that
-    embed them; returns {name: (path, caption)}. Same drawing code as the HTML report."""
+def write_figures(a, out_dir: str, dpi: int = 150, formats=("png",)) -> dict[str, tuple[str, str]]:
+    """Write the first-screen figures under out_dir (e.g. docs/findings/plots) for documents and papers
+    that embed them: full-colour PNG at `dpi`, and 'pdf' / 'svg' (vector, for a paper) when asked in
+    `formats`. Returns {name: (path of the first format, caption)}. Same drawing code as the report."""
     os.makedirs(out_dir, exist_ok=True)
     out = {}
     for name, draw in FIRST_SCREEN.items():
         fig, caption = draw(a)
-        path = os.path.join(out_dir, f"first_screen_{name}.png")
-        with open(path, "wb") as f:
-            f.write(png_bytes(fig, dpi=dpi))
-        out[name] = (path, caption)
+        paths = []
+        for ext in formats:
+            path = os.path.join(out_dir, f"first_screen_{name}.{ext}")
+            if ext == "png":
+                with open(path, "wb") as f:
+                    f.write(png_bytes(fig, dpi=dpi, palette=False))
+            else:
+                fig.savefig(path, format=ext, bbox_inches="tight")
+            paths.append(path)
+        out[name] = (paths[0], caption)
     return out

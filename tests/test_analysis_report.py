@@ -107,7 +107,8 @@ def test_cli_prints_the_report_path_and_key_sentences(tmp_path, capsys):
 def test_analysis_never_imports_torch_or_ray():
     code = ("import sys, analysis, analysis.io, analysis.stats, analysis.association, analysis.effects, "
             "analysis.rankings, analysis.diagnostics, analysis.gaming, analysis.plots, analysis.summary, "
-            "analysis.report, analysis.cli, analysis.testing, analysis.compute; "
+            "analysis.report, analysis.cli, analysis.testing, analysis.compute, analysis.figures, analysis.verdict, "
+            "analysis.leaks, analysis.formatting, analysis.browser; "
             "analysis.analyze(analysis.fake_results(n_seeds=2), n_boot=10); "
             "bad = [m for m in ('torch', 'ray', 'roar', 'sweep') if m in sys.modules]; "
             "assert not bad, bad")

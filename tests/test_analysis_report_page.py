@@ -117,3 +117,14 @@ def test_a_100k_row_store_gives_a_self_contained_report_under_5_mb(tmp_path):
     html = _read(paths["html"])
     assert size < 5e6, size
     assert "src='plots/" not in html and html.count("data:image/png;base64,") >= 3
+
+
+def test_findings_figures_come_from_the_report_code(tmp_path):
+    from analysis.compute import analyze
+    from analysis.figures import write_figures
+    a = analyze(fake_results(seed=4, n_seeds=3, leakage=True, **SMALL), n_boot=20)
+    out = write_figures(a, str(tmp_path), dpi=80, formats=("png", "svg"))
+    assert list(out) == ["effect", "leakage", "ranking"]
+    for (path, caption), letter in zip(out.values(), "abc"):
+        assert caption.startswith(f"({letter}) ") and path.endswith(".png") and os.path.getsize(path) > 1000
+        assert os.path.isfile(path[:-4] + ".svg")

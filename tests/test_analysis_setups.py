@@ -213,3 +213,12 @@ def test_leaky_rows_open_the_summary_with_a_warning():
     assert warning.startswith(f"{len(df) // 2} of {len(df)} rows (setup target=label_leaky) used target 'label_leaky'")
     assert key_sentences(a)[0] == "WARNING: " + leak_warning(a.results.ok, a.table("label_leaks"))
     assert leak_warning(_ok(fake_results(seed=0, **SMALL))) == ""
+
+
+def test_the_printed_accuracy_tables_keep_setups_apart():
+    from analysis.cli import accuracy_tables
+    first, second = _two_setups({"lr": 0.05})
+    tables = accuracy_tables(pd.concat([first, second]))
+    assert sorted(tables) == ["roar (lr=0.05)", "roar (lr=0.1)"]
+    want = accuracy_tables(second)["roar"]
+    pd.testing.assert_frame_equal(tables["roar (lr=0.05)"], want)

@@ -83,11 +83,25 @@ def leaky_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[hit]
 
 
+def legacy_label_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a store written before the per-split targets were recorded (no row has target_test) that
+    asked for target 'label': the code of that time computed the test split's maps from the test labels."""
+    if df.empty or "target" not in df or ("target_test" in df and df["target_test"].notna().any()):
+        return df.iloc[0:0]
+    return df[df["target"].astype(object).eq("label")]
+
+
 def leak_warning(df: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     """The report's opening warning when any row used the leaky target, else ''."""
     rows = leaky_rows(df)
     if rows.empty:
-        return ""
+        legacy = legacy_label_rows(df)
+        if legacy.empty:
+            return ""
+        return (f"{len(legacy)} of {len(df)} rows used target 'label' and were written before the target of each "
+                f"split was recorded; the code of that time computed the test split's maps from the test labels "
+                f"(now target 'label_leaky'), so their scores can measure the leaked label rather than the "
+                f"information removed. Rerun them with target 'predicted'.")
     table = label_leak_table(df) if table is None else table
     flagged = int(table["flagged"].sum()) if not table.empty else 0
     setups = sorted(rows["setup"].astype(str).unique()) if "setup" in rows else []

@@ -222,3 +222,15 @@ def test_the_printed_accuracy_tables_keep_setups_apart():
     assert sorted(tables) == ["roar (lr=0.05)", "roar (lr=0.1)"]
     want = accuracy_tables(second)["roar"]
     pd.testing.assert_frame_equal(tables["roar (lr=0.05)"], want)
+
+
+def test_rows_written_before_per_split_targets_with_target_label_are_warned_about():
+    old = fake_results(seed=0, **SMALL)
+    old[["target_train", "target_test"]] = None
+    old["target"] = "label"
+    warning = leak_warning(_ok(old))
+    assert warning.startswith(f"{len(old)} of {len(old)} rows used target 'label' and were written before")
+    old["target"] = "predicted"
+    assert leak_warning(_ok(old)) == ""
+    new = fake_results(seed=0, target="label", **SMALL)      # label on train, prediction on test: no leak
+    assert leak_warning(_ok(new)) == ""

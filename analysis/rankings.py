@@ -16,8 +16,8 @@ from .scoring import REFERENCE_LEVEL, level_order, protocol_order, scored
 from .stats import average_ranks, kendall_tau, kendall_w
 
 RANK_KEYS = ["dataset", "setup", "protocol", "fraction", "level"]
-ALL_FRACTIONS = "all"
-TAU_TOL = 1e-9          # tau within this of 1 is "the same order" (tau-b is computed in floating point)   # the fraction label of rankings by the mean score over every fraction
+ALL_FRACTIONS = "all"   # the fraction label of rankings by the mean score over every fraction
+TAU_TOL = 1e-9          # tau within this of 1 is "the same order" (tau-b is computed in floating point)
 
 
 def method_ranks(df: pd.DataFrame) -> pd.DataFrame:

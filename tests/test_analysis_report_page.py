@@ -128,3 +128,15 @@ def test_findings_figures_come_from_the_report_code(tmp_path):
     for (path, caption), letter in zip(out.values(), "abc"):
         assert caption.startswith(f"({letter}) ") and path.endswith(".png") and os.path.getsize(path) > 1000
         assert os.path.isfile(path[:-4] + ".svg")
+
+
+def test_the_verdict_speaks_of_one_setup_and_says_when_nothing_is_detectable():
+    from analysis.compute import analyze
+    from analysis.verdict import verdict
+    s = dict(SMALL, n_seeds=3)
+    a = analyze(pd.concat([fake_results(seed=0, effect=0.0, noise=0.02, **s),
+                           fake_results(seed=1, effect=3.0, config={"lr": 0.05}, **{**s, "n_seeds": 2})]), n_boot=20)
+    text = verdict(a)
+    # the setup with more rows leads (3 seeds); the other is only pointed to, never pooled into the numbers
+    assert text.startswith("For setup lr=0.1: Gaussian blur did not detectably change the ROAR score: mean change")
+    assert text.endswith("1 other dataset/setup combination is in the sections below.")

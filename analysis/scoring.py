@@ -184,7 +184,8 @@ def _setup_labels(df: pd.DataFrame) -> pd.Series:
                          "_config": projection, **{c: df[c].map(_text) for c in columns}}, index=df.index)
     combos = keys.drop_duplicates().reset_index(drop=True)
     fields = pd.DataFrame([json.loads(p) for p in combos["_config"]], index=combos.index)
-    fields = fields.drop(columns=[c for c in columns if c in fields]).map(_text) if not fields.empty else fields
+    if not fields.empty:   # Series.map per column: DataFrame.map needs pandas >= 2.1
+        fields = fields.drop(columns=[c for c in columns if c in fields]).apply(lambda col: col.map(_text))
     fields = pd.concat([combos[columns], fields], axis=1).fillna("null")
     # a setting that differs only between protocols (ROAD's own imputation fill, say) is part of the
     # protocol, not a separate setup: protocols stay comparable cell by cell

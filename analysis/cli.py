@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         for sentence in key_sentences(a):
             print(f"- {sentence}")
         for protocol, table in accuracy_tables(a.results.ok).items():
-            print(f"\nMean test accuracy under {protocol} (rows: method, post-processing; columns: fraction "
+            print(f"\nMean test accuracy (%) under {protocol} (rows: method, post-processing; columns: fraction "
                   f"removed; mean over seeds):")
-            print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+            print((100 * table).to_string(float_format=lambda v: f"{v:.1f}"))
     if a.results.ok.empty:
         print(f"roar report: no successful result rows under {args.store}", file=sys.stderr)
         return 1

@@ -67,7 +67,8 @@ def data_sentence(a: Analysis) -> str:
     return (f"Analysed {len(df)} successful result rows ({len(r.failed)} failed trials, {len(r.skipped)} unreadable "
             f"files skipped, {r.n_duplicates} duplicates dropped) from {r.source or 'memory'}: "
             f"{df['dataset'].nunique()} dataset(s), {df['attribution'].nunique()} methods, protocols {protocols}, "
-            f"{df['level'].nunique()} post-processing levels, {df['seed'].nunique()} seeds.")
+            f"{df['level'].nunique()} post-processing levels, {df['seed'].nunique()} seed"
+            f"{'s' if df['seed'].nunique() != 1 else ''}.")
 
 
 def seed_counts(a: Analysis) -> tuple[int, int]:

@@ -76,6 +76,10 @@ SETUP_COLUMNS = ["subset", "model", "width", "target", "reduction", "sign", "fil
 # Trial-key fields the analysis handles as axes; every other field of config_json is setup.
 ANALYSED_AXES = ("dataset", "attribution", "postprocess", "sigma", "filter_size", "fraction", "protocol", "seed")
 LEVEL_OPTIONS = ("postprocess_params",)   # options that are part of the post-processing level
+# Options that name the Optuna study of a search row (sweep.search_trial.STUDY_OPTION): the row's
+# ``study`` column carries it, search rows are analysed apart (analysis.gaming), and a search must
+# find its cell's sweep rows in the same setup.
+SEARCH_OPTIONS = ("search_study",)
 # One replicate of one cell: rows sharing these keys (e.g. identity and gaussian sigma=0, both the raw
 # map) are one observation and are averaged into one row before any fit or mean.
 REPLICATE_KEYS = ["dataset", "setup", "protocol", "attribution", "level", "fraction", "seed"]
@@ -158,7 +162,7 @@ def _setup_projection(config_json) -> dict:
     out = {k: v for k, v in config.items() if k not in ANALYSED_AXES and k != "options"}
     options = config.get("options")
     if isinstance(options, dict):
-        out.update({f"options.{k}": v for k, v in options.items() if k not in LEVEL_OPTIONS})
+        out.update({f"options.{k}": v for k, v in options.items() if k not in LEVEL_OPTIONS + SEARCH_OPTIONS})
     return out
 
 

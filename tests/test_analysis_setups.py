@@ -234,3 +234,11 @@ def test_rows_written_before_per_split_targets_with_target_label_are_warned_abou
     assert leak_warning(_ok(old)) == ""
     new = fake_results(seed=0, target="label", **SMALL)      # label on train, prediction on test: no leak
     assert leak_warning(_ok(new)) == ""
+
+
+def test_search_rows_share_the_setup_of_their_sweep_cells():
+    ok = _ok(fake_results(seed=1, search=True, **SMALL))
+    assert ok["study"].notna().any() and set(ok["setup"]) == {"all"}
+    from analysis.gaming import gaming_table
+    g = gaming_table(ok)
+    assert len(g) and g["raw_score"].notna().all()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench setup clean
+.PHONY: demo test test-slow bench setup clean screenshot
 
 $(STAMP): pyproject.toml
 	@if command -v apt-get >/dev/null && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
@@ -29,6 +29,17 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/roar bench
+
+# docs/report-first-screen.png: the first screen of the report at 1280 px in headless Chromium (Debian
+# package chromium, installed here when apt-get can), of results/demo when it holds rows, else of synthetic
+# demo-like rows. Also fails when the page has console errors, broken images or overflow.
+screenshot: $(STAMP)
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq chromium) || \
+		echo "note: could not install chromium (needs root); see README"
+	$(BIN)/python -m analysis.browser $$(test -d results/demo/rows && echo --store results/demo) \
+		--screenshot docs/report-first-screen.png
 
 clean:
 	rm -rf $(VENV) results

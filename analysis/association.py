@@ -5,11 +5,12 @@ for the spectral centroid, blurriness = -centroid in cycles/pixel. A positive rh
 means blurrier maps get better scores. All fits are per protocol, because the score means something
 different under each protocol.
 
-Clustering: rows that share a maps artifact (dataset, setup, method, seed) share one base model and one
-set of attribution maps, so their errors are correlated; that artifact is the cluster of the
-cluster-robust OLS errors (``CLUSTERS['maps']``). It is finer than method x dataset (which gives too few
-clusters for a sandwich estimator with a handful of methods) and coarser than a row. Inference uses a
-t distribution with G - 1 degrees of freedom (G clusters).
+Inference is across seeds only. Every row of one seed shares that seed's base models, so the rows of a
+seed are one replicate of the whole design, never independent observations: the OLS slope is fitted
+once per seed and its interval is taken across the per-seed slopes (analysis.stats.seed_ci; none below
+3 seeds); the Spearman CI resamples whole seeds. Fits are per setup and protocol: different setups are
+never pooled (datasets enter the OLS as fixed effects, as the design asks). The mixed model is a point
+estimate only: its model-based interval would treat methods that share a base model as independent.
 """
 from __future__ import annotations
 
@@ -21,14 +22,8 @@ import statsmodels.formula.api as smf
 
 from .schema import BLUR_COLUMNS
 from .scoring import blurriness, protocol_order, scored
-from .stats import holm, spearman_bootstrap, spearman_p
+from .stats import MIN_SEEDS_FOR_INTERVAL, seed_ci, spearman_bootstrap
 
-# Cluster definitions for the robust OLS errors, keyed by the name accepted by ols_association.
-CLUSTERS: dict[str, list[str]] = {
-    "maps": ["dataset", "setup", "attribution", "seed"],
-    "method_dataset": ["dataset", "setup", "attribution"],
-    "seed": ["dataset", "setup", "seed"],
-}
 DEFAULT_MEASURE = "blur_spectral_centroid"
 CELL = ["dataset", "setup", "protocol", "fraction"]
 
@@ -43,8 +38,8 @@ def spearman_table(df: pd.DataFrame, measures=None, n_boot: int = 1000, level: f
                    seed: int = 0) -> pd.DataFrame:
     """Spearman rho between blurriness and score per (dataset, setup, protocol, fraction, measure).
 
-    CI: percentile bootstrap resampling seeds (all rows of a seed together). ``p`` treats rows as
-    independent (optimistic; the CI does not); ``p_holm`` adjusts it over the whole table.
+    CI: percentile bootstrap resampling seeds (all rows of a seed together), from 3 seeds. No p-value:
+    the rows of one seed are not independent, and a test that treated them so would be optimistic.
     """
     s = scored(df)
     measures = available_measures(df) if measures is None else list(measures)
@@ -55,11 +50,9 @@ def spearman_table(df: pd.DataFrame, measures=None, n_boot: int = 1000, level: f
             y = cell["score"].to_numpy(float)
             rho, low, high, n_groups = spearman_bootstrap(x, y, cell["seed"].to_numpy(), n_boot, level, seed)
             out.append({**dict(zip(CELL, keys)), "measure": m, "rho": rho, "ci_low": low, "ci_high": high,
-                        "p": spearman_p(x, y), "n_rows": int(np.isfinite(x).sum()), "n_seeds": n_groups})
-    cols = CELL + ["measure", "rho", "ci_low", "ci_high", "p", "p_holm", "n_rows", "n_seeds"]
-    table = pd.DataFrame(out, columns=[c for c in cols if c != "p_holm"])
-    table.insert(table.columns.get_loc("p") + 1, "p_holm", holm(table["p"].to_numpy(float)))
-    return table[cols]
+                        "n_rows": int(np.isfinite(x).sum()), "n_seeds": n_groups})
+    cols = CELL + ["measure", "rho", "ci_low", "ci_high", "n_rows", "n_seeds"]
+    return pd.DataFrame(out, columns=cols)
 
 
 def _design(df: pd.DataFrame, measure: str) -> tuple[pd.DataFrame, str]:
@@ -70,7 +63,7 @@ def _design(df: pd.DataFrame, measure: str) -> tuple[pd.DataFrame, str]:
     terms = ["blurriness"]
     if d["fraction"].nunique() > 1:
         terms.append("fraction")
-    for col in ("attribution", "dataset", "setup"):
+    for col in ("attribution", "dataset"):
         if d[col].nunique() > 1:
             d[col] = d[col].astype(str)
             terms.append(f"C({col})")
@@ -88,106 +81,129 @@ def _degenerate(d: pd.DataFrame) -> str:
     return ""
 
 
-_OLS_COLUMNS = ["protocol", "measure", "slope", "se", "ci_low", "ci_high", "p", "sd_blurriness",
-                "slope_per_sd", "ci_low_per_sd", "ci_high_per_sd", "r2", "n_rows", "n_clusters", "cluster",
+_OLS_COLUMNS = ["setup", "protocol", "measure", "slope", "se", "ci_low", "ci_high", "p", "sd_blurriness",
+                "slope_per_sd", "ci_low_per_sd", "ci_high_per_sd", "r2", "n_rows", "n_seeds", "interval",
                 "formula", "error"]
 
 
-def _nan_row(protocol, measure, cluster, error, n_rows=0, formula="") -> dict:
+def _nan_row(setup, protocol, measure, interval, error, n_rows=0, formula="", n_seeds=0) -> dict:
     row = {c: np.nan for c in _OLS_COLUMNS}
-    row.update(protocol=protocol, measure=measure, cluster=cluster, error=error, n_rows=n_rows,
-               formula=formula, n_clusters=0)
+    row.update(setup=setup, protocol=protocol, measure=measure, interval=interval, error=error, n_rows=n_rows,
+               formula=formula, n_seeds=n_seeds)
     return row
 
 
-def ols_association(df: pd.DataFrame, measure: str = DEFAULT_MEASURE, cluster: str = "maps",
-                    level: float = 0.95) -> pd.DataFrame:
-    """Pooled OLS ``score ~ blurriness + fraction + C(attribution) + C(dataset)`` per protocol.
-
-    ``slope``: score change per unit of blurriness (the measure's unit, sign turned); ``slope_per_sd``
-    the same per standard deviation of blurriness among the rows fitted. Errors are cluster-robust
-    over ``CLUSTERS[cluster]``; with fewer than two clusters the row reports the error instead.
-    """
-    if cluster not in CLUSTERS:
-        raise KeyError(f"cluster={cluster!r} unknown; valid: {sorted(CLUSTERS)}")
-    s = scored(df)
-    out = []
-    for protocol in protocol_order(s["protocol"].unique()) if not s.empty else []:
-        d, formula = _design(s[s["protocol"] == protocol], measure)
-        groups = d.groupby(CLUSTERS[cluster], dropna=False, sort=False).ngroup().to_numpy()
-        n_clusters = int(np.unique(groups).size)
-        problem = _degenerate(d)
-        if problem or n_clusters < 2:
-            out.append(_nan_row(protocol, measure, cluster, problem or f"too little data: {n_clusters} cluster",
-                                len(d), formula))
-            continue
-        try:
-            fit = smf.ols(formula, d).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-            low, high = fit.conf_int(alpha=1 - level).loc["blurriness"]
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            out.append(_nan_row(protocol, measure, cluster, f"{type(exc).__name__}: {exc}", len(d), formula))
-            continue
-        if not (np.isfinite(fit.bse["blurriness"]) and fit.bse["blurriness"] > 0):
-            out.append(_nan_row(protocol, measure, cluster, "singular fit: standard error of the slope is "
-                                f"{fit.bse['blurriness']}", len(d), formula))
-            continue
-        sd = float(d["blurriness"].std(ddof=1))
-        slope = float(fit.params["blurriness"])
-        out.append({"protocol": protocol, "measure": measure, "slope": slope, "se": float(fit.bse["blurriness"]),
-                    "ci_low": float(low), "ci_high": float(high), "p": float(fit.pvalues["blurriness"]),
-                    "sd_blurriness": sd, "slope_per_sd": slope * sd, "ci_low_per_sd": float(low) * sd,
-                    "ci_high_per_sd": float(high) * sd, "r2": float(fit.rsquared), "n_rows": int(len(d)),
-                    "n_clusters": n_clusters, "cluster": cluster, "formula": formula, "error": ""})
-    return pd.DataFrame(out, columns=_OLS_COLUMNS)
+def _fits(s: pd.DataFrame):
+    """(setup, protocol, rows) of every separate fit, protocols in registry order."""
+    if s.empty:
+        return
+    for setup in sorted(s["setup"].astype(str).unique()):
+        part = s[s["setup"].astype(str) == setup]
+        for protocol in protocol_order(part["protocol"].unique()):
+            yield setup, protocol, part[part["protocol"] == protocol]
 
 
-_MIXED_COLUMNS = ["protocol", "measure", "slope", "se", "ci_low", "ci_high", "p", "group_var", "n_rows",
-                  "n_groups", "converged", "formula", "warning", "error"]
+def _seed_slope(d: pd.DataFrame, formula: str) -> tuple[float, float]:
+    """(slope, R²) of one seed's OLS fit; NaN when that seed's rows cannot identify the slope."""
+    if _degenerate(d):
+        return np.nan, np.nan
+    try:
+        fit = smf.ols(formula, d).fit()
+    except (ValueError, np.linalg.LinAlgError):
+        return np.nan, np.nan
+    slope = float(fit.params.get("blurriness", np.nan))
+    return (slope, float(fit.rsquared)) if np.isfinite(slope) else (np.nan, np.nan)
 
 
-def mixed_association(df: pd.DataFrame, measure: str = DEFAULT_MEASURE, level: float = 0.95) -> pd.DataFrame:
-    """Mixed model ``score ~ blurriness + fraction (+ C(dataset))`` with a random intercept per
-    method x dataset (x setup), per protocol, fitted by REML.
+def ols_association(df: pd.DataFrame, measure: str = DEFAULT_MEASURE, level: float = 0.95,
+                    interval: str = "t") -> pd.DataFrame:
+    """OLS ``score ~ blurriness + fraction + C(attribution) + C(dataset)`` per setup and protocol, fitted
+    separately in each seed.
 
-    Failures (singular fits, too few groups, non-convergence) give a row with NaN estimates and the
-    reason in ``error`` / ``warning`` instead of an exception. A random-intercept variance of ~0 is a
-    boundary fit and is flagged in ``warning``.
+    ``slope``: mean over seeds of the per-seed slope: score change per unit of blurriness (the measure's
+    unit, sign turned); ``slope_per_sd`` the same per standard deviation of blurriness among the rows.
+    ``ci_low``/``ci_high``: analysis.stats.seed_ci of the per-seed slopes (``interval`` names the
+    method); ``p``: one-sample t test of the per-seed slopes. Both need 3 seeds; with fewer the row has
+    the slope and says why there is no interval in ``error``.
     """
     from scipy import stats as st
 
     s = scored(df)
     out = []
-    for protocol in protocol_order(s["protocol"].unique()) if not s.empty else []:
-        d, _ = _design(s[s["protocol"] == protocol], measure)
+    for setup, protocol, rows in _fits(s):
+        d, formula = _design(rows, measure)
+        problem = _degenerate(d)
+        n_seeds = int(d["seed"].nunique())
+        if problem:
+            out.append(_nan_row(setup, protocol, measure, interval, problem, len(d), formula, n_seeds))
+            continue
+        fits = [_seed_slope(part, formula) for _, part in d.groupby("seed", sort=True)]
+        slopes = np.array([f[0] for f in fits])
+        good = np.isfinite(slopes)
+        if not good.any():
+            out.append(_nan_row(setup, protocol, measure, interval, "singular fit: no seed identifies the slope",
+                                len(d), formula, n_seeds))
+            continue
+        slope, low, high = seed_ci(slopes[good], level, interval)
+        n_good = int(good.sum())
+        se = float(slopes[good].std(ddof=1) / np.sqrt(n_good)) if n_good >= MIN_SEEDS_FOR_INTERVAL else np.nan
+        p = float(st.ttest_1samp(slopes[good], 0.0).pvalue) if n_good >= MIN_SEEDS_FOR_INTERVAL and se > 0 \
+            else np.nan
+        sd = float(d["blurriness"].std(ddof=1))
+        note = "" if n_good >= MIN_SEEDS_FOR_INTERVAL else (
+            f"no interval: {n_good} seed(s); an interval across seeds needs {MIN_SEEDS_FOR_INTERVAL}")
+        out.append({"setup": setup, "protocol": protocol, "measure": measure, "slope": slope, "se": se,
+                    "ci_low": low, "ci_high": high, "p": p, "sd_blurriness": sd, "slope_per_sd": slope * sd,
+                    "ci_low_per_sd": low * sd, "ci_high_per_sd": high * sd,
+                    "r2": float(np.nanmean([f[1] for f in fits])), "n_rows": int(len(d)), "n_seeds": n_good,
+                    "interval": interval, "formula": formula, "error": note})
+    return pd.DataFrame(out, columns=_OLS_COLUMNS)
+
+
+_MIXED_COLUMNS = ["setup", "protocol", "measure", "slope", "group_var", "n_rows", "n_groups", "converged",
+                  "formula", "warning", "error"]
+
+
+def mixed_association(df: pd.DataFrame, measure: str = DEFAULT_MEASURE) -> pd.DataFrame:
+    """Mixed model ``score ~ blurriness + fraction (+ C(dataset))`` with a random intercept per
+    method x dataset, per setup and protocol, fitted by REML: a point estimate of the slope, as a check
+    of the OLS slope. No interval: its standard error treats methods that share a base model as
+    independent.
+
+    Failures (singular fits, too few groups, non-convergence) give a row with a NaN slope and the
+    reason in ``error`` / ``warning`` instead of an exception. A random-intercept variance of ~0 is a
+    boundary fit and is flagged in ``warning``.
+    """
+    out = []
+    for setup, protocol, rows in _fits(scored(df)):
+        d, _ = _design(rows, measure)
         terms = ["blurriness"] + (["fraction"] if d["fraction"].nunique() > 1 else [])
-        terms += [f"C({c})" for c in ("dataset", "setup") if d[c].nunique() > 1]
+        terms += ["C(dataset)"] if d["dataset"].nunique() > 1 else []
         formula = "score ~ " + " + ".join(terms)
-        groups = d["attribution"].astype(str) + "|" + d["dataset"].astype(str) + "|" + d["setup"].astype(str)
+        groups = d["attribution"].astype(str) + "|" + d["dataset"].astype(str)
         row = {c: np.nan for c in _MIXED_COLUMNS}
-        row.update(protocol=protocol, measure=measure, n_rows=len(d), n_groups=int(groups.nunique()),
+        row.update(setup=setup, protocol=protocol, measure=measure, n_rows=len(d), n_groups=int(groups.nunique()),
                    formula=formula, warning="", error="", converged=False)
         problem = _degenerate(d)
         if problem or row["n_groups"] < 2:
             row["error"] = problem or f"too little data: {len(d)} rows in {row['n_groups']} method x dataset groups"
             out.append(row)
             continue
+        se = np.nan
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 fit = smf.mixedlm(formula, d, groups=groups.to_numpy()).fit(reml=True, method=["lbfgs", "powell"])
-                slope, se = float(fit.fe_params["blurriness"]), float(fit.bse_fe["blurriness"])
-                z = st.norm.ppf(0.5 + level / 2)
-                row.update(slope=slope, se=se, ci_low=slope - z * se, ci_high=slope + z * se,
-                           p=float(fit.pvalues["blurriness"]), group_var=float(np.asarray(fit.cov_re)[0, 0]),
+                se = float(fit.bse_fe["blurriness"])
+                row.update(slope=float(fit.fe_params["blurriness"]), group_var=float(np.asarray(fit.cov_re)[0, 0]),
                            converged=bool(fit.converged))
             except (ValueError, np.linalg.LinAlgError, IndexError, KeyError) as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"
         notes = sorted({type(w.message).__name__ + ": " + str(w.message).splitlines()[0] for w in caught})
         if np.isfinite(row["group_var"]) and row["group_var"] < 1e-10:
             notes.append("boundary fit: random-intercept variance is ~0")
-        if not row["error"] and not (np.isfinite(row["se"]) and row["se"] > 0):
-            row.update(slope=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan,
-                       error=f"singular fit: standard error of the slope is {row['se']}")
+        if not row["error"] and not (np.isfinite(se) and se > 0):
+            row.update(slope=np.nan, error=f"singular fit: standard error of the slope is {se}")
         row["warning"] = " | ".join(notes)[:500]
         out.append(row)
     return pd.DataFrame(out, columns=_MIXED_COLUMNS)

@@ -12,10 +12,9 @@ import warnings
 
 import pyarrow as pa
 
-from .association import CLUSTERS
 from .io import SkippedFileWarning
 from .schema import SCHEMA
-from .stats import PAIRED_TESTS
+from .stats import INTERVAL_DESCRIPTIONS, PAIRED_TESTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", default=None, help="blur column for the pooled fits (default blur_spectral_centroid)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the Spearman CIs (default 1000)")
     p.add_argument("--test", choices=sorted(PAIRED_TESTS), default="wilcoxon", help="paired test across seeds")
-    p.add_argument("--cluster", choices=sorted(CLUSTERS), default="maps", help="clusters of the robust OLS errors")
+    p.add_argument("--interval", choices=sorted(INTERVAL_DESCRIPTIONS), default="t",
+                   help="intervals across seeds (none below 3 seeds): " +
+                        "; ".join(f"{k}: {v}" for k, v in INTERVAL_DESCRIPTIONS.items()))
     p.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     return p
 
@@ -59,15 +60,18 @@ def parse_filters(items: list[str]) -> dict:
 
 
 def accuracy_tables(ok) -> dict:
-    """protocol -> DataFrame of mean accuracy, index (attribution, post-processing level), columns fraction."""
-    from .scoring import derive
+    """protocol -> DataFrame of mean accuracy over seeds, index (attribution, post-processing level),
+    columns fraction; one table per protocol and setup (keyed 'protocol (setup)') when the rows hold
+    several setups, which are never averaged together."""
+    from .scoring import derive, one_per_replicate
 
     if ok.empty:
         return {}
-    df = derive(ok[ok["accuracy"].notna() & ok["study"].isna()])
-    return {protocol: g.pivot_table(index=["attribution", "level"], columns="fraction", values="accuracy",
-                                    aggfunc="mean")
-            for protocol, g in df.groupby("protocol", sort=True)}
+    df = one_per_replicate(derive(ok[ok["accuracy"].notna() & ok["study"].isna()]))
+    many = df["setup"].nunique() > 1
+    return {(f"{protocol} ({setup})" if many else protocol):
+            g.pivot_table(index=["attribution", "level"], columns="fraction", values="accuracy", aggfunc="mean")
+            for (protocol, setup), g in df.groupby(["protocol", "setup"], sort=True)}
 
 
 def _default_out(store: str) -> str:
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         filters = parse_filters(args.filter)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFileWarning)
-            a = analyze(args.store, measure=args.measure, n_boot=args.n_boot, test=args.test, cluster=args.cluster,
+            a = analyze(args.store, measure=args.measure, n_boot=args.n_boot, test=args.test, interval=args.interval,
                         filters=filters)
         for w in caught:
             if issubclass(w.category, SkippedFileWarning):
@@ -107,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         for sentence in key_sentences(a):
             print(f"- {sentence}")
         for protocol, table in accuracy_tables(a.results.ok).items():
-            print(f"\nMean test accuracy under {protocol} (rows: method, post-processing; columns: fraction "
+            print(f"\nMean test accuracy (%) under {protocol} (rows: method, post-processing; columns: fraction "
                   f"removed; mean over seeds):")
-            print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+            print((100 * table).to_string(float_format=lambda v: f"{v:.1f}"))
     if a.results.ok.empty:
         print(f"roar report: no successful result rows under {args.store}", file=sys.stderr)
         return 1

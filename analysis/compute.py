@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import association, diagnostics, effects, gaming, rankings
+from . import association, diagnostics, effects, gaming, leaks, rankings
 from .io import Results, as_results
 from .scoring import level_order
+from .stats import SEED_INTERVALS
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Analysis:
     measure: str | None                       # blur measure of the pooled fits; None without blur data
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     levels: list[str] = field(default_factory=list)   # post-processing levels in display order
+    interval: str = "t"                       # key of analysis.stats.SEED_INTERVALS used for every interval
+    level: float = 0.95                       # confidence level of the intervals
 
     def table(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
@@ -40,13 +43,16 @@ def _failed_table(results: Results) -> pd.DataFrame:
 
 
 def analyze(results_or_path, measure: str | None = None, n_boot: int = 1000, test: str = "wilcoxon",
-            cluster: str = "maps", level: float = 0.95, seed: int = 0, filters: dict | None = None) -> Analysis:
+            interval: str = "t", level: float = 0.95, seed: int = 0, filters: dict | None = None) -> Analysis:
     """Compute every table.
 
-    measure: blur column for the pooled OLS and mixed model (default: spectral centroid when present,
-        else the first blur column with data). n_boot: bootstrap resamples of the Spearman CIs.
-    test: paired test across seeds ('wilcoxon' or 'sign'). cluster: key of association.CLUSTERS.
+    measure: blur column for the OLS and mixed model (default: spectral centroid when present, else the
+        first blur column with data). n_boot: bootstrap resamples of the Spearman CIs.
+    test: paired test across seeds ('wilcoxon' or 'sign'). interval: how intervals across seeds are
+        computed, a key of analysis.stats.SEED_INTERVALS ('t' or 'bootstrap'); none below 3 seeds.
     """
+    if interval not in SEED_INTERVALS:
+        raise KeyError(f"interval={interval!r} unknown; valid: {sorted(SEED_INTERVALS)}")
     results = as_results(results_or_path, filters=filters)
     df = results.ok
     measures = association.available_measures(df) if not df.empty else []
@@ -57,17 +63,18 @@ def analyze(results_or_path, measure: str | None = None, n_boot: int = 1000, tes
         raise KeyError(f"measure={measure!r} unknown; valid: {association.BLUR_COLUMNS}")
     t: dict[str, pd.DataFrame] = {}
     t["row_counts"] = diagnostics.row_counts(df, results.failed)
-    t["protocol_results"] = diagnostics.protocol_results(df, level)
-    t["curves"] = diagnostics.curve_table(df, level)
+    t["protocol_results"] = diagnostics.protocol_results(df, level, interval)
+    t["label_leaks"] = leaks.label_leak_table(df)
+    t["curves"] = diagnostics.curve_table(df, level, interval)
     diffs = effects.paired_differences(df)
     t["paired_differences"] = diffs
-    t["effects"] = effects.effect_table(diffs, test=test, level=level)
-    t["improvement_share"] = effects.improvement_share(t["effects"], level=level)
-    t["overall_change"] = effects.overall_change(diffs, level=level)
+    t["effects"] = effects.effect_table(diffs, test=test, level=level, interval=interval)
+    t["improvement_share"] = effects.improvement_share(t["effects"], diffs, level=level, interval=interval)
+    t["overall_change"] = effects.overall_change(diffs, level=level, interval=interval)
     t["spearman"] = association.spearman_table(df, measures, n_boot=n_boot, level=level, seed=seed) \
         if measures else pd.DataFrame()
-    t["ols"] = association.ols_association(df, measure, cluster, level) if measure else pd.DataFrame()
-    t["mixed"] = association.mixed_association(df, measure, level) if measure else pd.DataFrame()
+    t["ols"] = association.ols_association(df, measure, level, interval) if measure else pd.DataFrame()
+    t["mixed"] = association.mixed_association(df, measure) if measure else pd.DataFrame()
     ranks = rankings.method_ranks(df)
     t["ranks"] = ranks
     t["tau_levels"] = rankings.tau_between_levels(ranks)
@@ -75,9 +82,10 @@ def analyze(results_or_path, measure: str | None = None, n_boot: int = 1000, tes
     t["tau_protocols"] = rankings.tau_between_protocols(ranks)
     t["leakage"] = diagnostics.leakage_table(df, t["protocol_results"], level)
     t["sanity"] = diagnostics.sanity_table(df)
-    t["fidelity"] = diagnostics.fidelity_table(df, level)
+    t["fidelity"] = diagnostics.fidelity_table(df, level, interval)
     t["gaming"] = gaming.gaming_table(df)
     t["gaming_rankings"] = gaming.gaming_rankings(t["gaming"])
     t["failed"] = _failed_table(results)
     t["skipped_files"] = pd.DataFrame(results.skipped, columns=["path", "reason"])
-    return Analysis(results=results, measure=measure, tables=t, levels=level_order(df))
+    return Analysis(results=results, measure=measure, tables=t, levels=level_order(df), interval=interval,
+                    level=level)

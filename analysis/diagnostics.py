@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from .scoring import level_order, protocol_order, scored
-from .stats import mean_ci, wilson_ci
+from .stats import seed_ci, seed_ci_groups, wilson_ci
 
 # "Well above chance": the mask-only classifier beats always-the-majority-class by at least this much
 # (accuracy fraction) and its Wilson 95% lower bound lies above chance.
 LEAKAGE_MARGIN = 0.05
 RESULT_KEYS = ["dataset", "setup", "protocol", "attribution", "level", "fraction"]
+SCORE_BOUNDS = (-1.0, 1.0)   # every score is an accuracy, an accuracy drop or a precision (fractions)
+
 
 
 def _sorted_by_level(table: pd.DataFrame, df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -35,25 +37,27 @@ def _sorted_by_level(table: pd.DataFrame, df: pd.DataFrame, keys: list[str]) -> 
     return t.sort_values(by, kind="stable").drop(columns=[b for b in by if b.startswith("_")]).reset_index(drop=True)
 
 
-def protocol_results(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def protocol_results(df: pd.DataFrame, level: float = 0.95, interval: str = "t") -> pd.DataFrame:
     """Mean score and accuracy per (dataset, setup, protocol, method, level, fraction) over seeds, with
-    t intervals across seeds (Wilson interval of the single test split when there is one seed)."""
-    s = scored(df)
+    intervals across seeds (analysis.stats.seed_ci, clipped to the quantity's range; none below 3
+    seeds), and the retrain leak diagnostics (accuracy on the base model's errors, agreement with the
+    base model) beside them."""
+    s = scored(df)   # one row per seed: the raw map counts once
     cols = RESULT_KEYS + ["n_seeds", "score", "score_ci_low", "score_ci_high", "accuracy", "acc_ci_low",
-                          "acc_ci_high", "base_accuracy"]
+                          "acc_ci_high", "base_accuracy", "accuracy_base_wrong", "agreement_base"]
     if s.empty:
         return pd.DataFrame(columns=cols)
-    rows = []
-    for keys, cell in s.groupby(RESULT_KEYS, dropna=False, sort=False):
-        score, slo, shi = mean_ci(cell["score"], level)
-        acc, alo, ahi = mean_ci(cell["accuracy"], level)
-        if len(cell) == 1:
-            alo, ahi = cell["ci_low"].iloc[0], cell["ci_high"].iloc[0]
-        rows.append({**dict(zip(RESULT_KEYS, keys)), "n_seeds": int(cell["seed"].nunique()), "score": score,
-                     "score_ci_low": slo, "score_ci_high": shi, "accuracy": acc, "acc_ci_low": alo,
-                     "acc_ci_high": ahi, "base_accuracy": float(cell["base_accuracy"].mean())})
-    table = pd.DataFrame(rows, columns=cols)
-    return _sorted_by_level(table, s, ["dataset", "setup", "protocol", "attribution", "level", "fraction"])
+    groups = s.groupby(RESULT_KEYS, dropna=False, sort=False)
+    codes = groups.ngroup().to_numpy()
+    table = groups.size().reset_index()[RESULT_KEYS]   # sort=False: rows in the order of the codes
+    table["n_seeds"] = groups["seed"].nunique().to_numpy()
+    for name, column, bounds in (("score", "score", SCORE_BOUNDS), ("acc", "accuracy", (0.0, 1.0))):
+        mean, low, high, _ = seed_ci_groups(s[column].to_numpy(float), codes, level, interval, bounds)
+        table["score" if name == "score" else "accuracy"] = mean
+        table[f"{name}_ci_low"], table[f"{name}_ci_high"] = low, high
+    for column in ("base_accuracy", "accuracy_base_wrong", "agreement_base"):
+        table[column] = groups[column].mean().to_numpy() if column in s else np.nan
+    return _sorted_by_level(table[cols], s, ["dataset", "setup", "protocol", "attribution", "level", "fraction"])
 
 
 def _curve_points(text) -> list:
@@ -64,7 +68,7 @@ def _curve_points(text) -> list:
         return []
 
 
-def curve_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def curve_table(df: pd.DataFrame, level: float = 0.95, interval: str = "t") -> pd.DataFrame:
     """Full accuracy curves of curve protocols (mif/lif ``curve_json``), averaged over seeds: the same
     columns as protocol_results, with ``fraction`` the curve's grid point. Every row of one map set
     carries the same curve, so each (cell, seed) counts once."""
@@ -80,7 +84,7 @@ def curve_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     rows = []
     for k, cell in pd.DataFrame(points).groupby(keys + ["fraction"], dropna=False, sort=False):
-        acc, low, high = mean_ci(cell["accuracy"], level)
+        acc, low, high = seed_ci(cell["accuracy"], level, interval, (0.0, 1.0))
         rows.append({**dict(zip(keys + ["fraction"], k)), "n_seeds": int(cell["seed"].nunique()), "accuracy": acc,
                      "acc_ci_low": low, "acc_ci_high": high})
     return _sorted_by_level(pd.DataFrame(rows, columns=cols), s, ["dataset", "setup", "protocol", "attribution",
@@ -88,27 +92,36 @@ def curve_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 
 def leakage_table(df: pd.DataFrame, results: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
-    """Accuracy of a classifier given only the binary mask, per (dataset, method, level, fraction), next
-    to the mean score of every scored protocol for the same cell (columns ``score_<protocol>``).
+    """Accuracy of a classifier given only the binary mask, per (dataset, setup, method, level,
+    fraction), next to the mean score of every scored protocol for the same cell (``score_<protocol>``).
 
-    ``leaks`` is true where the mask alone predicts the label well above chance (see LEAKAGE_MARGIN):
-    there a removal score measures the mask's shape rather than the information removed.
+    ``leaks`` is true where the mask alone predicts the label well above chance: the mean margin over
+    chance is at least LEAKAGE_MARGIN and, in every seed, the Wilson lower bound of that seed's probe
+    accuracy (over its n_test test images) lies above chance (``wilson_low`` is the smallest of them).
+    Seeds are never summed into one interval: their probes are tested on the same images. There a
+    removal score measures the mask's shape rather than the information removed.
     """
-    keys = ["dataset", "attribution", "level", "fraction"]
-    cols = keys + ["n", "leakage_accuracy", "chance_accuracy", "margin", "wilson_low", "leaks"]
+    keys = ["dataset", "setup", "attribution", "level", "fraction"]
+    cols = keys + ["n_seeds", "leakage_accuracy", "chance_accuracy", "margin", "wilson_low", "leaks"]
     if df.empty or not np.isfinite(df["leakage_accuracy"].astype(float)).any():
         return pd.DataFrame(columns=cols)
     rows = df[np.isfinite(df["leakage_accuracy"].astype(float))]
-    t = (rows.groupby(keys, dropna=False, as_index=False)
-         .agg(n=("leakage_accuracy", "size"), leakage_accuracy=("leakage_accuracy", "mean"),
-              chance_accuracy=("chance_accuracy", "mean"), n_test=("n_test", "sum")))
-    t["margin"] = t["leakage_accuracy"] - t["chance_accuracy"]
-    n_test = t["n_test"].where(t["n_test"] > 0)
-    low, _ = wilson_ci((t["leakage_accuracy"] * n_test).round().to_numpy(float), n_test.to_numpy(float), level)
-    t["wilson_low"] = low
+    # one value per seed: identity and gaussian sigma=0 of the same maps are one probe
+    per_seed = (rows.groupby(keys + ["seed"], dropna=False, as_index=False)
+                .agg(leakage_accuracy=("leakage_accuracy", "mean"), chance_accuracy=("chance_accuracy", "mean"),
+                     n_test=("n_test", "min")))
+    n_test = per_seed["n_test"].where(per_seed["n_test"] > 0).to_numpy(float)
+    per_seed["wilson_low"], _ = wilson_ci(np.round(per_seed["leakage_accuracy"].to_numpy(float) * n_test), n_test,
+                                          level)
     # without a test-set size the interval is unknown; the margin alone decides
-    above = np.where(np.isfinite(t["wilson_low"]), t["wilson_low"] > t["chance_accuracy"], True)
-    t["leaks"] = (t["margin"] >= LEAKAGE_MARGIN) & above
+    per_seed["_above"] = np.where(np.isfinite(per_seed["wilson_low"]),
+                                  per_seed["wilson_low"] > per_seed["chance_accuracy"], True)
+    t = (per_seed.groupby(keys, dropna=False, as_index=False)
+         .agg(n_seeds=("seed", "nunique"), leakage_accuracy=("leakage_accuracy", "mean"),
+              chance_accuracy=("chance_accuracy", "mean"), wilson_low=("wilson_low", "min"),
+              _above=("_above", "all")))
+    t["margin"] = t["leakage_accuracy"] - t["chance_accuracy"]
+    t["leaks"] = (t["margin"] >= LEAKAGE_MARGIN) & t["_above"]
     t = t[cols]
     results = protocol_results(df) if results is None else results
     if not results.empty:
@@ -125,7 +138,7 @@ def sanity_table(df: pd.DataFrame) -> pd.DataFrame:
     not change when the model's weights are randomised does not explain the model: 'FAIL'.
     ``randomised_score`` is the mean score of rows of the sanity protocol that carry an accuracy drop
     (the ROAR score of maps from the randomised model), when recorded."""
-    keys = ["dataset", "attribution"]
+    keys = ["dataset", "setup", "attribution"]
     cols = keys + ["n", "rank_corr", "ssim", "share_passed", "verdict", "randomised_accuracy_drop"]
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -142,7 +155,7 @@ def sanity_table(df: pd.DataFrame) -> pd.DataFrame:
     return t[cols].sort_values(keys).reset_index(drop=True)
 
 
-def fidelity_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def fidelity_table(df: pd.DataFrame, level: float = 0.95, interval: str = "t") -> pd.DataFrame:
     """Fidelity = AUC(LIF) - AUC(MIF) (higher = better) per (dataset, setup, method, level) over seeds."""
     keys = ["dataset", "setup", "attribution", "level"]
     cols = keys + ["n_seeds", "fidelity", "ci_low", "ci_high"]
@@ -153,7 +166,7 @@ def fidelity_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     for k, cell in rows.groupby(keys, dropna=False, sort=True):
         # mif and lif rows of one seed carry the same fidelity: one value per seed
         per_seed = cell.groupby("seed")["fidelity"].mean()
-        mean, low, high = mean_ci(per_seed, level)
+        mean, low, high = seed_ci(per_seed, level, interval, SCORE_BOUNDS)
         out.append({**dict(zip(keys, k)), "n_seeds": int(per_seed.size), "fidelity": mean, "ci_low": low,
                     "ci_high": high})
     return _sorted_by_level(pd.DataFrame(out, columns=cols), df, keys)

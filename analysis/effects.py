@@ -4,6 +4,10 @@ A difference is formed only between two rows that agree on every identity field 
 post-processing (dataset, setup, protocol, method, fraction, seed): both come from the same base model
 and the same raw maps, so the seed-to-seed variation of the base model cancels. Positive = the
 post-processing made the method look better under that protocol.
+
+Inference is across seeds only: the cells of one seed share a base model and its maps, so they are one
+replicate, never independent observations. Intervals need MIN_SEEDS_FOR_INTERVAL seeds (analysis.stats);
+summaries are per (dataset, setup): different setups are never pooled.
 """
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .scoring import level_order, scored, sort_protocols
-from .stats import PAIRED_TESTS, holm, mean_ci, wilson_ci
+from .stats import PAIRED_TESTS, holm, seed_ci, seed_ci_groups
 
 PAIR_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "seed"]
 CELL_KEYS = ["dataset", "setup", "protocol", "attribution", "fraction", "level"]
+SUMMARY_KEYS = ("dataset", "setup", "protocol", "family")   # never pool datasets or setups
+DIFF_BOUNDS = (-1.0, 1.0)    # a change of an accuracy-like score (fraction units)
 
 
 def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
@@ -39,9 +45,10 @@ def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.95,
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """Per (dataset, setup, protocol, method, fraction, level): mean paired difference with a t CI over
-    seeds, a paired test across seeds, and Holm-adjusted p within each protocol.
+                 alpha: float = 0.05, interval: str = "t") -> pd.DataFrame:
+    """Per (dataset, setup, protocol, method, fraction, level): mean paired difference with an interval
+    across seeds (analysis.stats.seed_ci; none below 3 seeds), a paired test across seeds, and
+    Holm-adjusted p within each (dataset, setup, protocol).
 
     test: 'wilcoxon' (signed-rank, exact for small n) or 'sign'. With 3 seeds the smallest two-sided p
     either test can give is 0.25, so nothing is significant: the CI and the share of improved cells are
@@ -53,16 +60,17 @@ def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.9
                         "improved", "significant"]
     if diffs.empty:
         return pd.DataFrame(columns=cols)
-    rows = []
-    for keys, cell in diffs.groupby(CELL_KEYS, dropna=False, sort=True):
-        d = cell["diff"].to_numpy(float)
-        mean, low, high = mean_ci(d, level)
-        rows.append({**dict(zip(CELL_KEYS, keys)), "family": cell["family"].iloc[0], "n_pairs": int(d.size),
-                     "mean_diff": mean, "ci_low": low, "ci_high": high, "median_diff": float(np.median(d)),
-                     "p": PAIRED_TESTS[test](d)})
-    table = pd.DataFrame(rows)
+    groups = diffs.groupby(CELL_KEYS, dropna=False, sort=True)
+    codes = groups.ngroup().to_numpy()
+    values = diffs["diff"].to_numpy(float)
+    table = groups.size().rename("n_pairs").reset_index()
+    table["family"] = groups["family"].first().to_numpy()
+    table["mean_diff"], table["ci_low"], table["ci_high"], _ = seed_ci_groups(values, codes, level, interval,
+                                                                              DIFF_BOUNDS)
+    table["median_diff"] = groups["diff"].median().to_numpy()
+    table["p"] = _paired_p(values, codes, len(table), test)
     table["p_holm"] = np.nan
-    for _, idx in table.groupby("protocol").groups.items():
+    for _, idx in table.groupby(["dataset", "setup", "protocol"], dropna=False).groups.items():
         table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy(float))
     table["improved"] = table["mean_diff"] > 0
     table["significant"] = table["p_holm"] < alpha
@@ -72,11 +80,34 @@ def effect_table(diffs: pd.DataFrame, test: str = "wilcoxon", level: float = 0.9
     return table[cols].reset_index(drop=True)
 
 
-def improvement_share(effects: pd.DataFrame, by=("protocol", "family"), level: float = 0.95) -> pd.DataFrame:
-    """How often post-processing raised the score: share of (method, fraction, level) cells with a
-    positive mean difference, with a Wilson CI, and the cells significant after Holm either way."""
+def _paired_p(values: np.ndarray, codes: np.ndarray, n_groups: int, test: str) -> np.ndarray:
+    """The paired test across seeds per cell. An exact test of a few seeds depends only on the signs of
+    the differences in the order of their sizes, so cells that share that pattern share one p."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(1, n_groups))
+    cache: dict = {}
+    out = np.full(n_groups, np.nan)
+    for i, d in enumerate(np.split(values[order], bounds)):
+        d = d[np.isfinite(d) & (d != 0)]
+        size = np.abs(d)
+        key = tuple(np.sign(d[np.argsort(size)])) if np.unique(size).size == size.size else tuple(d)
+        if key not in cache:
+            cache[key] = PAIRED_TESTS[test](d)
+        out[i] = cache[key]
+    return out
+
+
+def improvement_share(effects: pd.DataFrame, diffs: pd.DataFrame | None = None, by=SUMMARY_KEYS,
+                      level: float = 0.95, interval: str = "t") -> pd.DataFrame:
+    """How often post-processing raised the score: the share of (method, fraction, level) cells whose
+    mean change over seeds is positive, and the cells significant after Holm either way.
+
+    The interval is across seeds: each seed's share of improved cells (from ``diffs``), then
+    analysis.stats.seed_ci over seeds. The cells of one seed share a base model, so an interval over
+    cells (Wilson) would count one replicate as many; with fewer than 3 seeds there is none."""
     by = list(by)
-    cols = by + ["n_cells", "n_improved", "share_improved", "ci_low", "ci_high", "n_sig_better", "n_sig_worse"]
+    cols = by + ["n_cells", "n_improved", "share_improved", "n_seeds", "ci_low", "ci_high", "n_sig_better",
+                 "n_sig_worse"]
     if effects.empty:
         return pd.DataFrame(columns=cols)
     g = effects.groupby(by, dropna=False, sort=True)
@@ -86,15 +117,24 @@ def improvement_share(effects: pd.DataFrame, by=("protocol", "family"), level: f
     sig = sig.groupby(by, dropna=False, sort=True).agg(n_sig_better=("_b", "sum"), n_sig_worse=("_w", "sum"))
     out = out.merge(sig.reset_index(), on=by, how="left")
     out["share_improved"] = out["n_improved"] / out["n_cells"]
-    low, high = wilson_ci(out["n_improved"].to_numpy(float), out["n_cells"].to_numpy(float), level)
-    out["ci_low"], out["ci_high"] = low, high
+    if diffs is not None and not diffs.empty:
+        per_seed = diffs.assign(_up=diffs["diff"] > 0).groupby(by + ["seed"], dropna=False)["_up"].mean()
+        rows = [{**dict(zip(by, k if isinstance(k, tuple) else (k,))),
+                 **dict(zip(("_m", "ci_low", "ci_high"), seed_ci(v.to_numpy(float), level, interval, (0.0, 1.0)))),
+                 "n_seeds": v.size} for k, v in per_seed.groupby(level=list(range(len(by))), dropna=False)]
+        out = out.merge(pd.DataFrame(rows).drop(columns="_m"), on=by, how="left")
+    else:
+        out = out.assign(n_seeds=0, ci_low=np.nan, ci_high=np.nan)
+    out["n_seeds"] = out["n_seeds"].fillna(0)
+    out["n_seeds"] = out["n_seeds"].astype(int)
     return sort_protocols(out[cols], by)
 
 
-def overall_change(diffs: pd.DataFrame, by=("protocol", "family"), level: float = 0.95) -> pd.DataFrame:
-    """Mean paired change per protocol and post-processing family, with a CI that treats seeds as the
-    unit: each seed's mean difference over all cells, then a t interval across seeds (within one
-    dataset and setup the seeds are the independent replicates)."""
+def overall_change(diffs: pd.DataFrame, by=SUMMARY_KEYS, level: float = 0.95,
+                   interval: str = "t") -> pd.DataFrame:
+    """Mean paired change per dataset, setup, protocol and post-processing family, with an interval that
+    treats seeds as the unit: each seed's mean difference over all cells, then analysis.stats.seed_ci
+    across seeds (the seeds are the independent replicates; none below 3 seeds)."""
     by = list(by)
     cols = by + ["mean_diff", "ci_low", "ci_high", "n_seeds", "n_pairs", "n_cells"]
     if diffs.empty:
@@ -102,7 +142,7 @@ def overall_change(diffs: pd.DataFrame, by=("protocol", "family"), level: float 
     rows = []
     for keys, part in diffs.groupby(by, dropna=False, sort=True):
         per_seed = part.groupby(["dataset", "setup", "seed"], dropna=False)["diff"].mean().to_numpy(float)
-        mean, low, high = mean_ci(per_seed, level)
+        mean, low, high = seed_ci(per_seed, level, interval, DIFF_BOUNDS)
         n_cells = part.groupby(["dataset", "setup", "attribution", "fraction", "level"], dropna=False).ngroups
         rows.append({**dict(zip(by, keys if isinstance(keys, tuple) else (keys,))), "mean_diff": mean,
                      "ci_low": low, "ci_high": high, "n_seeds": int(per_seed.size), "n_pairs": int(len(part)),

@@ -16,8 +16,8 @@ from .scoring import REFERENCE_LEVEL, level_order, protocol_order, scored
 from .stats import average_ranks, kendall_tau, kendall_w
 
 RANK_KEYS = ["dataset", "setup", "protocol", "fraction", "level"]
-ALL_FRACTIONS = "all"
-TAU_TOL = 1e-9          # tau within this of 1 is "the same order" (tau-b is computed in floating point)   # the fraction label of rankings by the mean score over every fraction
+ALL_FRACTIONS = "all"   # the fraction label of rankings by the mean score over every fraction
+TAU_TOL = 1e-9          # tau within this of 1 is "the same order" (tau-b is computed in floating point)
 
 
 def method_ranks(df: pd.DataFrame) -> pd.DataFrame:
@@ -40,8 +40,8 @@ def method_ranks(df: pd.DataFrame) -> pd.DataFrame:
 
 def _pivot(ranks: pd.DataFrame, column: str) -> pd.DataFrame:
     """methods as columns, one row per value of `column` within fixed `keys`."""
-    return ranks.pivot_table(index=column, columns="attribution", values="mean_score", aggfunc="mean",
-                             dropna=False)
+    # groupby + unstack: the same table as pivot_table(aggfunc='mean'), several times faster per group
+    return ranks.groupby([column, "attribution"], dropna=False)["mean_score"].mean().unstack("attribution")
 
 
 def tau_between_levels(ranks: pd.DataFrame) -> pd.DataFrame:

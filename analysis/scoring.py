@@ -8,9 +8,10 @@ Derived columns added to every loaded row (``derive``):
   ``max_filter 3px``; every reference variant (identity, sigma 0, size <= 1) is ``identity``.
 - ``is_reference``: the row used the raw map (the ``identity`` level).
 - ``family``: the post-processing registry key of the level (``identity`` for the reference).
-- ``setup``: the identity fields other than dataset/method/post-processing/fraction/protocol/seed that
-  vary within the loaded rows (``fill=zero; epochs=5``), or ``all`` when none vary. Rows are only
-  averaged or paired within one setup.
+- ``setup``: the trial-key fields other than dataset/method/post-processing/fraction/protocol/seed
+  (columns and every other field of config_json: lr, batch_size, test_subset, options, ...) that vary
+  within the loaded rows (``fill=zero; lr=0.05``), or ``all`` when none vary. Rows are only averaged,
+  paired or fitted within one setup.
 """
 from __future__ import annotations
 
@@ -67,10 +68,21 @@ IDENTITY_NAMES = ("identity", "none", "")
 IDENTITY_PARAMS: dict[str, dict] = {"gamma": {"gamma": 1}}
 REFERENCE_LEVEL = "identity"
 
-# Identity fields that define the experimental setup a score belongs to (besides dataset, method,
-# post-processing, fraction, protocol and seed, which the analysis handles explicitly).
+# Identity columns that define the experimental setup a score belongs to (besides dataset, method,
+# post-processing, fraction, protocol and seed, which the analysis handles explicitly). Every other field
+# of the trial key in config_json (lr, batch_size, test_subset, options, ...) is part of the setup too.
 SETUP_COLUMNS = ["subset", "model", "width", "target", "reduction", "sign", "fill", "selection",
                  "retrain_mode", "epochs"]
+# Trial-key fields the analysis handles as axes; every other field of config_json is setup.
+ANALYSED_AXES = ("dataset", "attribution", "postprocess", "sigma", "filter_size", "fraction", "protocol", "seed")
+LEVEL_OPTIONS = ("postprocess_params",)   # options that are part of the post-processing level
+# Options that name the Optuna study of a search row (sweep.search_trial.STUDY_OPTION): the row's
+# ``study`` column carries it, search rows are analysed apart (analysis.gaming), and a search must
+# find its cell's sweep rows in the same setup.
+SEARCH_OPTIONS = ("search_study",)
+# One replicate of one cell: rows sharing these keys (e.g. identity and gaussian sigma=0, both the raw
+# map) are one observation and are averaged into one row before any fit or mean.
+REPLICATE_KEYS = ["dataset", "setup", "protocol", "attribution", "level", "fraction", "seed"]
 
 
 def protocol_name(protocol) -> str:
@@ -136,19 +148,58 @@ def level_order(df: pd.DataFrame) -> list[str]:
     return sorted(keys, key=keys.get)
 
 
+def _setup_projection(config_json) -> dict:
+    """The setup fields of one trial key: every field of config_json except the analysed axes, with
+    options flattened to ``options.<name>`` (post-processing parameters belong to the level)."""
+    if not isinstance(config_json, str) or not config_json:
+        return {}
+    try:
+        config = json.loads(config_json)
+    except ValueError:
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    out = {k: v for k, v in config.items() if k not in ANALYSED_AXES and k != "options"}
+    options = config.get("options")
+    if isinstance(options, dict):
+        out.update({f"options.{k}": v for k, v in options.items() if k not in LEVEL_OPTIONS + SEARCH_OPTIONS})
+    return out
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA:
+        return "null"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return _fmt(v.item() if hasattr(v, "item") else v)
+
+
 def _setup_labels(df: pd.DataFrame) -> pd.Series:
+    """One label per row naming the setup fields that vary among the rows (``lr=0.05; selection=topk``),
+    or ``all``. A setup field is every trial-key field that is not an analysed axis: the
+    SETUP_COLUMNS (read from the columns) and every other field of config_json (lr, batch_size,
+    test_subset, options, ...). So two sweeps written to one store never merge."""
+    # the work is done once per distinct (protocol, setup) combination, not per row: a store of 100,000
+    # rows holds a handful of setups
+    configs = df["config_json"] if "config_json" in df else pd.Series(None, index=df.index, dtype=object)
+    projection = configs.map(lambda c: json.dumps(_setup_projection(c), sort_keys=True, default=str))
+    columns = [c for c in SETUP_COLUMNS if c in df]
+    keys = pd.DataFrame({"_protocol": df["protocol"].astype(object) if "protocol" in df else "",
+                         "_config": projection, **{c: df[c].map(_text) for c in columns}}, index=df.index)
+    combos = keys.drop_duplicates().reset_index(drop=True)
+    fields = pd.DataFrame([json.loads(p) for p in combos["_config"]], index=combos.index)
+    if not fields.empty:   # Series.map per column: DataFrame.map needs pandas >= 2.1
+        fields = fields.drop(columns=[c for c in columns if c in fields]).apply(lambda col: col.map(_text))
+    fields = pd.concat([combos[columns], fields], axis=1).fillna("null")
     # a setting that differs only between protocols (ROAD's own imputation fill, say) is part of the
     # protocol, not a separate setup: protocols stay comparable cell by cell
-    by_protocol = df.groupby("protocol", dropna=False) if "protocol" in df else None
-    varying = [c for c in SETUP_COLUMNS if c in df and (
-        by_protocol[c].nunique(dropna=False).gt(1).any() if by_protocol is not None else df[c].nunique() > 1)]
+    by_protocol = fields.groupby(combos["_protocol"], dropna=False)
+    varying = [c for c in fields.columns if by_protocol[c].nunique(dropna=False).gt(1).any()]
     if not varying:
         return pd.Series("all", index=df.index, dtype=object)
-    parts = [c + "=" + df[c].astype(object).where(df[c].notna(), "null").map(_fmt) for c in varying]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "; " + p
-    return out.astype(object)
+    labels = fields[varying].apply(lambda r: "; ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+    code = keys.groupby(list(keys.columns), dropna=False, sort=False).ngroup()   # numbered like combos
+    return pd.Series(labels.to_numpy(object)[code.to_numpy()], index=df.index, dtype=object)
 
 
 def _fmt(v) -> str:
@@ -205,7 +256,25 @@ def scored(df: pd.DataFrame, search: bool = False) -> pd.DataFrame:
     keep = df["protocol"].isin(list(PROTOCOL_SCORES)) & np.isfinite(df["score"].astype(float))
     if not search and "study" in df:
         keep &= df["study"].isna()
-    return df[keep]
+    return df[keep] if search else one_per_replicate(df[keep])
+
+
+def one_per_replicate(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per REPLICATE_KEYS: rows that are the same observation (identity and gaussian sigma=0 of
+    the same maps, or one trial run under two names) are averaged (numeric columns) into the first of
+    them, so no fit, mean or interval counts the raw map twice."""
+    keys = [k for k in REPLICATE_KEYS if k in df]
+    if df.empty or len(keys) < len(REPLICATE_KEYS):
+        return df
+    dup = df.duplicated(keys, keep=False)
+    if not dup.any():
+        return df
+    multi = df[dup]
+    groups = multi.groupby(keys, dropna=False, sort=False)
+    numeric = [c for c in multi.columns if c not in keys and pd.api.types.is_float_dtype(multi[c])]
+    first = groups.head(1).copy()
+    first[numeric] = groups[numeric].transform("mean").loc[first.index]
+    return pd.concat([df[~dup], first]).sort_index()
 
 
 def sort_protocols(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:

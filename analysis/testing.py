@@ -9,7 +9,12 @@ The generating model of ``fake_results`` (for a protocol with score direction d,
 
 with e ~ N(0, noise) per row and u ~ N(0, cluster_sd) per maps artifact (dataset, method, seed). So the
 pooled OLS ``score ~ blurriness + fraction + C(attribution) + C(dataset)`` has true slope ``effect``
-(score fraction per cycle/pixel of centroid) and its cluster-robust CI should cover it.
+(score fraction per cycle/pixel of centroid) and its interval across seeds should cover it.
+
+Leak diagnostics of retrain rows (roar, kar): ``accuracy_base_wrong`` (accuracy on the test images the
+base model got wrong) is low (~0.08) for every method when the test maps explain the base model's
+prediction; with ``target='label_leaky'`` the test masks carry the label, so methods that use the model
+reach 0.6-0.9 while random maps (which ignore the target) stay low.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "random")
 # Methods that ignore the model: unchanged by model randomisation (they fail the sanity check).
 MODEL_FREE = ("random", "sobel", "center")
 CURVE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)   # fractions of the fake mif/lif curves
+_KEY_COLUMNS = {"model", "width", "target", "reduction", "fill", "selection", "sign", "retrain_mode", "epochs",
+                "subset"}   # trial-key fields stored as columns besides the analysed axes
 _INT_COLUMNS = {"subset", "width", "filter_size", "seed", "epochs", "search_trial", "n_test", "schema_version"}
 
 
@@ -40,13 +47,27 @@ def _trial_id(row: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _base_row(dataset, method, protocol, postprocess, sigma, size, fraction, seed, options=None) -> dict:
-    ident = {"dataset": dataset, "model": "small_cnn", "width": 16, "attribution": method, "target": "label",
+# Requested target -> (class the train maps explain, class the test maps explain); see analysis.schema.
+TARGETS = {"predicted": ("predicted", "predicted"), "label": ("label", "predicted"),
+           "label_leaky": ("label", "label")}
+# Trial-key fields that are not result columns (stored only in config_json), with the sweep defaults.
+CONFIG_DEFAULTS = {"lr": 0.1, "batch_size": 32, "test_subset": None, "optimizer": "sgd"}
+
+
+def _row(dataset, method, protocol, postprocess, sigma, size, fraction, seed, options=None,
+         config=None, target="predicted") -> dict:
+    """One ok row; ``config`` overrides trial-key fields (columns such as selection or fill, and fields
+    kept only in config_json such as lr or test_subset)."""
+    ident = {"dataset": dataset, "model": "small_cnn", "width": 16, "attribution": method, "target": target,
              "reduction": "abs_sum", "sign": "abs", "postprocess": postprocess, "sigma": float(sigma),
              "filter_size": int(size), "fraction": float(fraction), "protocol": protocol, "fill": "mean",
              "selection": "topk", "seed": int(seed), "retrain_mode": "scratch", "epochs": 3}
-    config = dict(ident, options=options or {})
-    return {**ident, "sweep": "fake", "config_json": json.dumps(config, sort_keys=True),
+    extra = dict(config or {})
+    ident.update({k: v for k, v in extra.items() if k in ident})
+    key = {**CONFIG_DEFAULTS, **ident, **extra, "options": options or {}}
+    train, test = TARGETS.get(ident["target"], (None, None))
+    return {**ident, "target_train": train, "target_test": test, "sweep": "fake",
+            "config_json": json.dumps(key, sort_keys=True),
             "schema_version": SCHEMA_VERSION, "status": "ok", "device": "cpu", "roar_version": "0.0.0",
             "code_version": "fake", "torch_version": "none", "host": "fake"}
 
@@ -74,6 +95,18 @@ class _Planted:
         return self._centroid[key]
 
 
+RETRAIN = ("roar", "kar")   # protocols that retrain and so record the leak diagnostics
+
+
+def _leak_diagnostics(rng, base: float, n_test: int, fraction: float, reads_label: bool) -> dict:
+    n_wrong = int(round((1 - base) * n_test))
+    rate = 0.6 + 0.3 * fraction if reads_label else 0.08
+    k = int(rng.binomial(n_wrong, rate)) if n_wrong else 0
+    agree = 0.7 - 0.2 * fraction if reads_label else 0.85 - 0.1 * fraction
+    return {"accuracy_base_wrong": k / n_wrong if n_wrong else None, "n_base_wrong": n_wrong,
+            "agreement_base": float(np.clip(agree + 0.01 * rng.standard_normal(), 0, 1))}
+
+
 def _metrics(c: float, rng) -> dict:
     return {"blur_spectral_centroid": c, "blur_total_variation": 0.8 * c + 0.005 * rng.standard_normal(),
             "blur_hf_energy": min(1.0, 2.0 * c) * (1 + 0.02 * rng.standard_normal()),
@@ -85,7 +118,8 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
                  sigmas=(0.0, 1.0, 2.0, 4.0), fractions=(0.1, 0.5, 0.9), protocols=("roar",),
                  datasets=("synthetic",), noise: float = 0.01, cluster_sd: float = 0.005,
                  max_filter_sizes=(), leakage: bool = False, sanity: bool = False, search: bool = False,
-                 n_failed: int = 0) -> pd.DataFrame:
+                 n_failed: int = 0, target: str = "predicted", config: dict | None = None,
+                 n_test: int = 1000) -> pd.DataFrame:
     """Contract rows (every column of analysis.schema, in order) of a fake sweep.
 
     effect: planted slope of the score on blurriness = -blur_spectral_centroid (score fraction per
@@ -95,10 +129,20 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
     leakage / sanity: add 'leakage' rows (gradient methods' masks leak the label) and 'sanity' rows
         (model-free methods fail). search: add Optuna gaming-search rows (study 'gaming-<method>').
     n_failed: add this many status='failed' rows.
+    target: 'predicted', 'label' or 'label_leaky' (the test masks carry the label: leak diagnostics of
+        model-using methods far above the random maps'). config: trial-key fields shared by every row,
+        e.g. {"lr": 0.05} or {"selection": "percentile"} (a different setup). n_test: test images per row.
     """
     unknown = sorted(set(protocols) - set(PROTOCOL_SCORES))
     if unknown:
         raise ValueError(f"protocols={unknown} have no score; valid: {sorted(PROTOCOL_SCORES)}")
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} unknown; valid: {sorted(TARGETS)}")
+    leaky = TARGETS[target][1] == "label"
+
+    def _base_row(*args, options=None):
+        return _row(*args, options=options, config=config, target=target)
+
     rng = np.random.default_rng(seed)
     lat = _Planted(rng, methods, datasets, n_seeds, protocols, cluster_sd)
     levels = [("gaussian", s, 0) for s in sigmas] + [("max_filter", 0.0, k) for k in max_filter_sizes]
@@ -108,12 +152,19 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
         c = lat.centroid(d, m, s, sigma, size)
         score = (lat.quality[m, p] + lat.dataset_shift[d] + 0.1 * f + effect * (-c) + lat.u[d, m, s]
                  + noise * rng.standard_normal())
+        if PROTOCOL_SCORES[p].direction < 0:   # LeRF scores are minus a drop: keep accuracies below 1
+            score -= 0.6
         drop = PROTOCOL_SCORES[p].direction * score
         base = lat.base[d, s]
-        row = _base_row(d, m, p, pp, sigma, size, f, s, options)
+        row = _base_row(d, m, p, pp, sigma, size, f, s, options=options)
+        reads_label = leaky and m not in MODEL_FREE and p in RETRAIN
+        if reads_label:   # the retrained model reads the label from the holes: above the base model
+            drop -= 0.35
         acc = base - drop
-        row.update(accuracy=acc, base_accuracy=base, accuracy_drop=drop, loss=2.0 * (1 - acc), n_test=1000,
+        row.update(accuracy=acc, base_accuracy=base, accuracy_drop=drop, loss=2.0 * (1 - acc), n_test=n_test,
                    removed_fraction_actual=f, seconds_train=1.0, seconds_total=1.5, **_metrics(c, rng))
+        if p in RETRAIN:
+            row.update(_leak_diagnostics(rng, base, n_test, f, reads_label))
         if p in ("mif", "lif"):  # curve protocols: fidelity and the whole curve, the same for every fraction
             row["fidelity"] = 0.05 + lat.sharpness[m] - 0.2 * c
             curve = [[g, base - PROTOCOL_SCORES[p].direction * (lat.quality[m, p] + 0.1 * g - effect * c)]
@@ -150,7 +201,9 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
                           ("max_filter", 0, 3, None), ("gamma", 0, 0, {"postprocess_params": {"gamma": 0.5}})]
             for m in methods:
                 for i, (pp, sigma, size, options) in enumerate(transforms):
-                    row = scored_row(d, m, protocols[0], pp, sigma, size, f, 0, options)
+                    # like sweep.search_trial.with_study: the study name is an option of the trial key
+                    row = scored_row(d, m, protocols[0], pp, sigma, size, f, 0,
+                                     {"search_study": f"gaming-{m}", **(options or {})})
                     row.update(study=f"gaming-{m}", search_trial=i, sweep="fake-search")
                     rows.append(row)
     for i in range(n_failed):
@@ -166,13 +219,17 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
 def make_rows(rows: list[dict]) -> pd.DataFrame:
     """Hand-written rows for exact tests: each dict overrides the defaults of a successful ROAR row
     (dataset 'synthetic', identity post-processing, fraction 0.5, seed 0); trial_id is derived unless
-    given, and accuracy_drop = base_accuracy - accuracy for scored protocols when both are given."""
+    given, and accuracy_drop = base_accuracy - accuracy for scored protocols when both are given.
+    Overridden trial-key columns (selection, fill, ...) also enter config_json; ``config`` adds fields
+    kept only there (lr, test_subset, ...)."""
     out = []
     for r in rows:
-        row = _base_row(r.get("dataset", "synthetic"), r.get("attribution", "saliency"), r.get("protocol", "roar"),
-                        r.get("postprocess", "identity"), r.get("sigma", 0.0), r.get("filter_size", 0),
-                        r.get("fraction", 0.5), r.get("seed", 0), r.get("options"))
-        row.update({k: v for k, v in r.items() if k != "options"})
+        config = {**{k: v for k, v in r.items() if k in _KEY_COLUMNS}, **(r.get("config") or {})}
+        row = _row(r.get("dataset", "synthetic"), r.get("attribution", "saliency"), r.get("protocol", "roar"),
+                   r.get("postprocess", "identity"), r.get("sigma", 0.0), r.get("filter_size", 0),
+                   r.get("fraction", 0.5), r.get("seed", 0), r.get("options"), config=config,
+                   target=r.get("target", "predicted"))
+        row.update({k: v for k, v in r.items() if k not in ("options", "config")})
         if ("accuracy_drop" not in r and row["protocol"] in PROTOCOL_SCORES and row.get("accuracy") is not None
                 and row.get("base_accuracy") is not None):
             row["accuracy_drop"] = row["base_accuracy"] - row["accuracy"]

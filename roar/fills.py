@@ -20,17 +20,15 @@ same chunks) to reproduce the same noise.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from roar.blur import blur_images
 from roar.registry import lookup
 from roar.road import DEFAULT_NOISE_STD, check_images_and_mask, noisy_linear_impute
 
 BLUR_SIGMA_PX = 2.0      # Gaussian sigma of the 'blur' fill, pixels
-BLUR_TRUNCATE = 3.0      # kernel radius in sigmas
 
 FillFn = Callable[[torch.Tensor, torch.Tensor, Sequence[float], torch.Generator], torch.Tensor]
 
@@ -63,21 +61,9 @@ def fill_uniform(x, mask, mean, generator):
 
 
 def gaussian_blur_images(x: torch.Tensor, sigma: float = BLUR_SIGMA_PX) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) images, sigma in pixels, edge pixels replicated.
-
-    Replicate padding works for any image size (reflect padding needs the radius below the size).
-    """
-    if sigma <= 0:
-        return x.clone()
-    radius = max(1, int(math.ceil(BLUR_TRUNCATE * sigma)))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    n, c, h, w = x.shape
-    flat = x.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
-    return flat.reshape(n, c, h, w)
+    """Gaussian blur of (N, C, H, W) images, sigma in pixels, edge pixels replicated (works for any
+    image size; reflecting needs the radius below the size). roar.blur is the one blur."""
+    return blur_images(x, sigma, edges="replicate")
 
 
 def fill_blur(x, mask, mean, generator, sigma: float = BLUR_SIGMA_PX):

@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from analysis.stats import wilson_ci
 
 from . import __version__
 from .artifacts import (ArtifactMismatch, ArtifactMissing, check_artifact, load_maps, load_model_state, save_maps,
@@ -32,7 +33,13 @@ from .protocols.context import split_index
 from .registry import lookup
 from .spec import TrialSpec
 from .storage import Store
-from .train import TrainConfig, evaluate, train_model, wilson_interval
+from .train import TrainConfig, evaluate, train_model
+
+
+def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
+    """95% Wilson interval of an accuracy over n images (analysis.stats owns the formula)."""
+    low, high = wilson_ci(round(accuracy * n), n)
+    return float(low), float(high)
 
 
 def pick_device(prefer: str = "auto") -> str:
@@ -248,7 +255,7 @@ def _run(spec: TrialSpec, store: Store, device: str, timings: dict) -> dict:
         if not np.isfinite(acc):
             raise FloatingPointError(f"accuracy is {acc}")
         result.setdefault("accuracy_drop", meta["base_accuracy"] - acc)
-        result["ci_low"], result["ci_high"] = wilson_interval(acc, n)
+        result["ci_low"], result["ci_high"] = accuracy_interval(acc, n)
         result["n_test"] = n
     return result
 

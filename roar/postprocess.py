@@ -22,56 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from roar.rng import counter_uniform
+from roar.blur import EDGE_INDEX, gaussian_kernel, separable_correlate
 from roar.registry import lookup
+from roar.rng import counter_uniform
 
 PostProcess = Callable[..., torch.Tensor]
-
-
-# --- batched filtering primitives -----------------------------------------------------------------
-def _mirror_index(n: int, before: int, after: int, device) -> torch.Tensor:
-    """Source index of every position of a length-n axis padded by mirroring (any pad width)."""
-    pos = torch.arange(-before, n + after, device=device)
-    if n == 1:
-        return torch.zeros_like(pos)
-    period = 2 * (n - 1)
-    pos = torch.remainder(pos, period)
-    return torch.where(pos < n, pos, period - pos)
-
-
-def _reflect_index(n: int, before: int, after: int, device) -> torch.Tensor:
-    """Source index of every position of a length-n axis padded by reflecting about the edge, the edge
-    pixel repeated (d c b a | a b c d | d c b a; scipy.ndimage mode 'reflect'), any pad width."""
-    pos = torch.remainder(torch.arange(-before, n + after, device=device), 2 * n)
-    return torch.where(pos < n, pos, 2 * n - 1 - pos)
-
-
-EDGE_INDEX = {"mirror": _mirror_index, "reflect": _reflect_index}
-
-
-def _separable_correlate(maps: torch.Tensor, kernel: torch.Tensor, before: int, edges: str = "mirror"
-                         ) -> torch.Tensor:
-    """Correlate every map along H then W with the 1-D ``kernel``; out[i] = sum_j k[j] x[i + j - before]."""
-    size = kernel.numel()
-    after = size - 1 - before
-    height, width = maps.shape[1:]
-    edge_index = EDGE_INDEX[edges]
-    x = maps.unsqueeze(1)                                                     # (N, 1, H, W)
-    x = x.index_select(2, edge_index(height, before, after, maps.device))
-    x = F.conv2d(x, kernel.reshape(1, 1, size, 1))
-    x = x.index_select(3, edge_index(width, before, after, maps.device))
-    x = F.conv2d(x, kernel.reshape(1, 1, 1, size))
-    return x.squeeze(1)
-
-
-def gaussian_kernel(sigma: float, dtype=torch.float32, device="cpu", truncate: float | None = None
-                    ) -> torch.Tensor:
-    """Normalised 1-D Gaussian computed in float64 then cast. Radius: ceil(3 sigma) pixels [ours], or with
-    `truncate` given, scipy's round(truncate sigma) (int(truncate * sigma + 0.5)) [paper]."""
-    radius = math.ceil(3 * sigma) if truncate is None else int(truncate * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
-    return (kernel / kernel.sum()).to(dtype=dtype, device=device)
 
 
 # --- registered post-processings --------------------------------------------------------------------
@@ -87,7 +42,7 @@ def gaussian(maps, sigma, filter_size, edges="mirror", truncate=None, **params):
     if sigma == 0:
         return maps
     kernel = gaussian_kernel(sigma, maps.dtype, maps.device, truncate)
-    return _separable_correlate(maps, kernel, kernel.numel() // 2, edges)
+    return separable_correlate(maps, kernel, kernel.numel() // 2, edges)
 
 
 def max_filter(maps, sigma, filter_size, **params):
@@ -104,7 +59,7 @@ def mean_filter(maps, sigma, filter_size, **params):
     if filter_size <= 1:
         return maps
     kernel = torch.full((filter_size,), 1.0 / filter_size, dtype=maps.dtype, device=maps.device)
-    return _separable_correlate(maps, kernel, filter_size // 2)
+    return separable_correlate(maps, kernel, filter_size // 2)
 
 
 def gamma(maps, sigma, filter_size, *, gamma):

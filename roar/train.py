@@ -177,13 +177,3 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu", b
     acc = (logits.argmax(1) == y).float().mean().item()
     loss = F.cross_entropy(logits, y).item()
     return acc, loss
-
-
-def wilson_interval(accuracy: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return float("nan"), float("nan")
-    denom = 1 + z * z / n
-    centre = (accuracy + z * z / (2 * n)) / denom
-    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)

@@ -136,7 +136,7 @@ def _train_and_row(spec: TrialSpec, study: str, number: int, env: TrialEnv, repo
 
     from roar import pipeline
     from roar.models import build_model
-    from roar.train import TrainConfig, evaluate, train_model, wilson_interval
+    from roar.train import TrainConfig, evaluate, train_model
 
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     device = pipeline.pick_device(env.device)
@@ -169,7 +169,7 @@ def _train_and_row(spec: TrialSpec, study: str, number: int, env: TrialEnv, repo
     val_accuracy = curve[-1]
     test_accuracy, test_loss = evaluate(model, data.test_x.to(device).float().div_(255), data.test_y, device)
     n_test = int(data.test_x.shape[0])
-    low, high = wilson_interval(test_accuracy, n_test)
+    low, high = pipeline.accuracy_interval(test_accuracy, n_test)
     value = objective_value(val_accuracy, cost, settings)
     row = pipeline.identity_columns(spec, env.sweep_name)
     row.update(search_columns(study, number))

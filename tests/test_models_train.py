@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from roar.models import build_model
-from roar.train import TrainConfig, evaluate, flip_crop, train_model, wilson_interval
+from roar.pipeline import accuracy_interval
+from roar.train import TrainConfig, evaluate, flip_crop, train_model
 
 
 @pytest.mark.parametrize("name,size,channels", [("small_cnn", 28, 1), ("small_cnn", 32, 3),
@@ -78,8 +79,8 @@ def test_flip_crop_keeps_shape_and_pixels_from_the_image():
         assert set(out[i].flatten().tolist()) <= set(x[i].flatten().tolist())
 
 
-def test_wilson_interval_known_value():
-    lo, hi = wilson_interval(0.5, 100)
+def test_accuracy_interval_known_value():
+    lo, hi = accuracy_interval(0.5, 100)
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
 
 

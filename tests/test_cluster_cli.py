@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ray_cli_cluster import ROOT, CliCluster, loopback_alias, roar
 
@@ -91,6 +92,23 @@ def test_job_runs_this_checkout_on_two_nodes(cluster):
     # the uploaded copy of this working tree, inside the cluster's temp folder: not an installed roar
     assert path.startswith(cluster.tmp) and "working_dir_files" in path, path
     assert "NODES ['127.0.0.1'] 2" in out.stdout, out.stdout
+
+
+def test_dry_run_checks_every_node(cluster, tmp_path):
+    store = tmp_path / "store"
+    out = submit(cluster, "dry-ok", "roar", "run", SPEC, "--dry-run", "--store", str(store))
+    assert out.returncode == 0 and "cluster preflight: all 2 node(s) ready" in out.stdout, out.stdout + out.stderr
+    # a dataset whose files no node has: each node says so, and the job fails (exit 1) before any trial
+    spec = yaml.safe_load((ROOT / SPEC).read_text())
+    spec["fixed"].update(dataset="cifar10", data_root=str(tmp_path / "no-cifar"))
+    (tmp_path / "no-cifar").mkdir()
+    (tmp_path / "cifar.yaml").write_text(yaml.safe_dump(spec))
+    out = submit(cluster, "dry-missing", "roar", "run", str(tmp_path / "cifar.yaml"), "--dry-run",
+                 "--store", str(store))
+    assert "2 of 2 node(s) would stop trials" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("would stop trials here: dataset cifar10") == 2
+    assert wait_job(cluster, "dry-missing") == "FAILED"
+    assert not (store / "rows").exists()
 
 
 def test_submitted_sweep_stores_every_trial_once(cluster, tmp_path):

@@ -29,8 +29,9 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "ray": ray.__version__, "torch": torch.__version__}
 
 
-def node_check(datasets: list[tuple[str, str | None]], store: Store, probe_key: str) -> dict:
-    """Run on one node: what would stop a trial or stage task there. Never raises."""
+def node_check(datasets: list[tuple[str, str | None]], store: Store, probe_key: str | None) -> dict:
+    """Run on one node: what would stop a trial or stage task there. Never raises. probe_key: the
+    object the driver wrote into the store (None: the driver could not write one)."""
     import socket
 
     from roar.datasets import dataset_available
@@ -44,7 +45,7 @@ def node_check(datasets: list[tuple[str, str | None]], store: Store, probe_key: 
         if message:
             problems.append(f"dataset {name}: {message}")
     try:
-        shared = store.exists(probe_key)
+        shared = probe_key is None or store.exists(probe_key)
     except Exception as exc:  # noqa: BLE001
         problems.append(f"store {store.uri}: not readable from this node: {type(exc).__name__}: {exc}")
     else:
@@ -109,13 +110,13 @@ def check_cluster(spec: SweepSpec, timeout: float = ANSWER_SECONDS) -> Preflight
 
     res = spec.resources
     store = Store(spec.store, spec.endpoint_url)
-    probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    probe: str | None = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     reports: list[NodeReport] = []
     try:
         try:
             store.write_bytes(probe, b"roar preflight probe")
-        except Exception as exc:  # noqa: BLE001 - the driver's own check already says so
-            probe = f"{PROBE_PREFIX}unwritable-{exc.__class__.__name__}"
+        except Exception:  # noqa: BLE001 - the nodes' own writability check says why
+            probe = None
         task = ray.remote(node_check)
         pending = {}
         for node in ray.nodes():
@@ -149,7 +150,8 @@ def check_cluster(spec: SweepSpec, timeout: float = ANSWER_SECONDS) -> Preflight
                              for k, v in answer["versions"].items() if v != here[k]]
     finally:
         try:
-            store.delete(probe)
-        except Exception:  # noqa: BLE001 - never written, or the store is unreachable
+            if probe:
+                store.delete(probe)
+        except Exception:  # noqa: BLE001 - the store became unreachable
             pass
     return Preflight(sorted(reports, key=lambda r: (not r.is_head, r.ip, r.node_id)))

@@ -46,6 +46,13 @@ def test_node_check_reports_an_unwritable_store(tmp_path):
     assert any(p.startswith("store: results store") and "not writable" in p for p in problems), problems
 
 
+def test_an_unwritable_store_is_reported_once_per_node(ray_session, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    report = check_cluster(spec_for(tmp_path, tmp_path / "a-file" / "store"))
+    for node in report.nodes:   # not also "probe not visible": the driver could not write one
+        assert len(node.problems) == 1 and node.problems[0].startswith("store: results store"), node.problems
+
+
 def test_every_node_ready(ray_session, tmp_path):
     report = check_cluster(spec_for(tmp_path, tmp_path / "store"))
     assert len(report.nodes) == len([n for n in ray_session.nodes() if n["Alive"]]) >= 1

@@ -1,9 +1,15 @@
 """A real multi-node Ray cluster on this one machine, started with the `ray` CLI (tests only).
 
-Every node is a `ray start` in its own process session, with its own ports, its own `--temp-dir` and
-`--node-ip-address=127.0.0.1`, so nothing leaves loopback and nothing is shared with another Ray
-instance on the machine. It is stopped by the PIDs of those sessions, never by `ray stop` (which kills
-every Ray process on the machine, other users' clusters included: RAY_NOTES).
+Every node is a `ray start` in its own process session, with its own ports and its own `--temp-dir`,
+and every node's IP is 127.0.0.1, so nothing is shared with another Ray instance on the machine. It is
+stopped by the PIDs of those sessions, never by `ray stop` (which kills every Ray process on the
+machine, other users' clusters included: RAY_NOTES).
+
+`--node-ip-address=127.0.0.1` alone does not keep a node on loopback: Ray 2.60 replaces 127.0.0.1 and
+localhost by the machine's network address (ray._private.services.resolve_ip_for_localhost), for the
+head's own IP and for the head address a worker is given. The head therefore runs with
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's single-machine mode: loopback is kept), and workers reach
+it through a host name that resolves to 127.0.0.1 but that Ray does not rewrite (loopback_alias).
 """
 from __future__ import annotations
 

@@ -72,6 +72,9 @@ def cmd_run(args, argv: list[str]) -> int:
     cluster = None
     try:
         if remote:  # a dry run against a cluster checks its nodes too (sweep.preflight)
+            # torch before Ray's threads start: loaded after ray.init() in a `ray job submit` driver,
+            # torch's MKL failed now and then ("Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so")
+            import torch  # noqa: F401
             from .runner import connect, ray_cluster_info
             connect(args.address, args.verbose)
             cluster = ray_cluster_info(f"the Ray cluster at {remote}")

@@ -61,6 +61,28 @@ def node_env(tmp: str) -> dict:
     return env
 
 
+def listening_addresses(pids: list[int]) -> set[str]:
+    """The IP addresses the processes `pids` accept TCP connections on (from /proc/net/tcp{,6})."""
+    by_inode = {}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":  # LISTEN
+                continue
+            raw = bytes.fromhex(f[1].split(":")[0])
+            # the kernel prints each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            by_inode[f[9]] = socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
+    found = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        found |= {by_inode[x[8:-1]] for x in links if x.startswith("socket:[") and x[8:-1] in by_inode}
+    return found
+
+
 @dataclass
 class Node:
     name: str

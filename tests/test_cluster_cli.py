@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ray_cli_cluster import ROOT, CliCluster, loopback_alias, roar
+from ray_cli_cluster import ROOT, CliCluster, listening_addresses, loopback_alias, roar
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -98,6 +98,9 @@ def test_job_runs_this_checkout_on_two_nodes(cluster):
     # the uploaded copy of this working tree, inside the cluster's temp folder: not an installed roar
     assert path.startswith(cluster.tmp) and "working_dir_files" in path, path
     assert "NODES ['127.0.0.1'] 2" in out.stdout, out.stdout
+    # and no process of the cluster accepts connections from outside the machine
+    pids = [pid for node in cluster.nodes for pid in node.pids()]
+    assert listening_addresses(pids) <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening_addresses(pids)
 
 
 def test_dry_run_checks_every_node(cluster, tmp_path):

@@ -159,4 +159,6 @@ def test_worker_node_lost_mid_sweep_then_resubmitted(cluster, tmp_path):
     after = row_files(store)
     # 0 lost, 0 rewritten: every row present at the kill is still there, byte for byte
     assert {k: after.get(k) for k in at_kill} == at_kill
-    print(f"worker raylet {raylet} killed with {len(at_kill)}/{TRIALS} rows stored; first job {first}")
+    summary = [line for line in job_logs(cluster, "smoke-2").splitlines() if "[smoke]" in line][-3:]
+    print(f"worker raylet {raylet} killed with {len(at_kill)}/{TRIALS} rows stored; job {first}:", *summary,
+          sep="\n  ")

@@ -72,6 +72,13 @@ def wait_job(c: CliCluster, job_id: str, timeout: float = 600) -> str:
     return state
 
 
+def trial_actors_on(c: CliCluster, node_id: str) -> int:
+    from ray.util.state import list_actors
+
+    return len(list_actors(address=c.dashboard, filters=[("node_id", "=", node_id), ("state", "=", "ALIVE"),
+                                                         ("class_name", "=", "ImplicitFunc")]))
+
+
 def row_files(store: Path) -> dict[str, str]:
     """rows/<trial_id>.parquet -> sha256 of the bytes (temp files excluded, as every reader does)."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -141,8 +148,10 @@ def test_worker_node_lost_mid_sweep_then_resubmitted(cluster, tmp_path):
     assert raylet, "the worker node has no raylet"
     out = submit(cluster, "smoke-2", "roar", "run", SPEC, "--store", str(store), wait=False)
     assert out.returncode == 0, out.stdout + out.stderr
+    worker_id = next(n["node_id"] for n in cluster.list_nodes() if not n["is_head_node"])
     deadline = time.monotonic() + 600
-    while not row_files(store):   # mid-sweep: the first rows are in, the sweep is still running
+    # mid-sweep: the first rows are in, the sweep still runs, and a trial actor lives on the worker node
+    while not (row_files(store) and trial_actors_on(cluster, worker_id)):
         assert time.monotonic() < deadline, "no row written in 600 s"
         assert job_status(cluster, "smoke-2") not in TERMINAL, job_logs(cluster, "smoke-2")[-5000:]
         time.sleep(0.2)

@@ -121,10 +121,16 @@ class CliCluster:
         ports = {k: free_port() for k in ("node-manager-port", "object-manager-port", "metrics-export-port",
                                           "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                           "runtime-env-agent-port")}
-        cmd = [str(BIN / "ray"), "start", *args, f"--temp-dir={self.tmp}",
+        # one temp folder per node, as on separate machines: nodes sharing one would share
+        # runtime_resources/, where each node's runtime-env agent unpacks and garbage-collects the
+        # job's working_dir (a job then found files of its working_dir missing)
+        node_tmp = os.path.join(self.tmp, name)
+        os.makedirs(node_tmp, exist_ok=True)
+        env = dict(env, RAY_TMPDIR=node_tmp)
+        cmd = [str(BIN / "ray"), "start", *args, f"--temp-dir={node_tmp}",
                "--disable-usage-stats", "--object-store-memory=100000000",
                *(f"--{k}={v}" for k, v in ports.items())]
-        log = Path(self.tmp) / f"start-{name}.log"  # a file, not a pipe: the daemons inherit it
+        log = Path(node_tmp) / "start.log"  # a file, not a pipe: the daemons inherit it
         with open(log, "w") as f:
             proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         node = Node(name, proc.pid, ports)
@@ -150,7 +156,7 @@ class CliCluster:
                                     f"--ray-client-server-port={free_port()}"], env)
 
     def add_worker(self, num_cpus: int = 1) -> Node:
-        return self._start(f"worker{len(self.nodes)}", [f"--address={loopback_alias()}:{self.gcs_port}", f"--num-cpus={num_cpus}"],
+        return self._start(f"w{len(self.nodes)}", [f"--address={loopback_alias()}:{self.gcs_port}", f"--num-cpus={num_cpus}"],
                            self.env)
 
     def ray(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from roar.storage import TMP_PREFIX, Store
 
-from .spec import SweepSpec, _dataset_roots
+from .spec import SweepSpec, projected_grid
 
 PROBE_PREFIX = f"{TMP_PREFIX}preflight-"   # a temp name: every reader of the store skips it
 ANSWER_SECONDS = 120.0        # a node whose task has not run by then is reported (runtime_env setup, a hung raylet)
@@ -131,7 +131,7 @@ def check_cluster(spec: SweepSpec, timeout: float = ANSWER_SECONDS) -> Preflight
             reports.append(report)
             strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
             ref = task.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(
-                sorted(_dataset_roots(spec), key=str), store, probe)
+                sorted(projected_grid(spec, ("dataset", "data_root")), key=str), store, probe)
             pending[ref] = report
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
         here = versions()

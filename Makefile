@@ -43,3 +43,10 @@ screenshot: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results
+
+# A real two-node Ray cluster on 127.0.0.1 (`ray start` head + worker, own ports and temp folder),
+# `ray job submit` of specs/smoke.yaml, a worker raylet killed mid-sweep: tests/test_cluster_cli.py.
+.PHONY: cluster-test
+cluster-test: $(STAMP)
+	$(BIN)/pip install -q -e '.[cluster]'
+	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider --durations=0 tests/test_cluster_cli.py

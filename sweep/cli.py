@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a sweep spec")
     run.add_argument("spec", help="sweep spec YAML, e.g. specs/demo.yaml")
     run.add_argument("--dry-run", action="store_true",
-                     help="print grid size, trials done, stage A/B jobs and a cost estimate; run nothing")
+                     help="print grid size, trials done, stage A/B jobs and a cost estimate; run nothing. With "
+                          "--address (or $RAY_ADDRESS): also check each node of the cluster (datasets, store); "
+                          "exit 1 if a node would stop trials")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
     run.add_argument("--store", help="results store overriding the spec's `store`")
     run.add_argument("--retry-failed", action="store_true", help="run trials whose stored row failed again")
@@ -71,7 +73,10 @@ def cmd_run(args, argv: list[str]) -> int:
     remote = args.address or os.environ.get("RAY_ADDRESS")
     cluster = None
     try:
-        if remote and not args.dry_run:
+        if remote:  # a dry run against a cluster checks its nodes too (sweep.preflight)
+            # torch before Ray's threads start: loaded after ray.init() in a `ray job submit` driver,
+            # torch's MKL failed now and then ("Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so")
+            import torch  # noqa: F401
             from .runner import connect, ray_cluster_info
             connect(args.address, args.verbose)
             cluster = ray_cluster_info(f"the Ray cluster at {remote}")
@@ -88,7 +93,13 @@ def cmd_run(args, argv: list[str]) -> int:
     for line in warning_lines(spec, cluster or local_cluster_info()):
         print(line, file=sys.stderr)
     if args.dry_run:
-        return _dry_run(spec, cluster)
+        code = _dry_run(spec, cluster)
+        if cluster is not None:
+            from .preflight import check_cluster
+            report = check_cluster(spec)
+            print(report.text())
+            code = code or (1 if report.blocking else 0)
+        return code
     result = runner.run(spec, address=args.address, retry_failed=args.retry_failed, verbose=args.verbose,
                         resume_command=resume)
     return result.exit_code

@@ -78,7 +78,28 @@ def test_setup_commands_pin_the_project_versions():
     assert commands.count(f'"ray[default,tune]=={ray.__version__}"') == 2
     assert commands.count(f'"torch=={pinned("torch")}"') == 2
     assert commands.count(f'"torchvision=={pinned("torchvision")}"') == 2
-    assert commands.count("roar-sweep @ git+") == 2
+    assert commands.count("roar-sweep[cluster] @ git+") == 2
+
+
+def test_cluster_extra_pins_the_ray_of_the_configs():
+    """`pip install -e '.[cluster]'` (ray[default]: `ray job submit`) gives the Ray the nodes run."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["cluster"] == [f"ray[default,tune]=={ray.__version__}"]
+
+
+def test_onprem_installs_into_a_venv_and_starts_ray_from_it():
+    """Debian 12 / Ubuntu 23.04+ refuse `pip install --user` (PEP 668); jobs find `roar` on the PATH
+    the raylet was started with."""
+    raw = load("cluster/onprem.yaml")
+    setup = raw["setup_commands"]
+    assert not any("--user" in c for c in setup)
+    assert setup[0] == "test -x ~/roar-venv/bin/python || python3 -m venv ~/roar-venv"
+    assert all(c.startswith("~/roar-venv/bin/pip install ") for c in setup[1:])
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = [c for c in raw[key] if "ray start" in c]
+        assert len(start) == 1 and "export PATH=~/roar-venv/bin:$PATH; ray start" in start[0]
 
 
 def test_onprem_is_a_local_provider_without_node_types():

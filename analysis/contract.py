@@ -93,6 +93,12 @@ class PostProcessFacts:
     information_free: bool = True
     rank_preserving: bool = False
     title: str | None = None          # readable family name for prose (None: not a family of its own)
+    passes_strength: bool = False     # hands sigma and filter_size on (chain): it may read either
+
+    @property
+    def strength_fields(self) -> tuple[str, ...]:
+        """The generic fields (sigma, filter_size) that can change its output."""
+        return STRENGTH_FIELDS if self.passes_strength else ((self.strength,) if self.strength else ())
 
     @property
     def label_format(self) -> str | None:
@@ -122,7 +128,7 @@ POSTPROCESS_FACTS: dict[str, PostProcessFacts] = {
     # a chain carries its steps' parameters; which of them it needs depends on the steps (params_problem)
     "chain": PostProcessFacts({"steps": Param("steps", required=True),
                                **{k: replace(p, required=False) for k, p in {**_GAMMA, **_LEVELS}.items()},
-                               **_BLUR}),
+                               **_BLUR}, passes_strength=True),
 }
 CHAIN = "chain"
 
@@ -194,6 +200,7 @@ class ProtocolFacts:
     retrains: bool                # trains a model per trial (the expensive part)
     description: str
     score: ScoreRule | None = None   # None: a diagnostic protocol, no score
+    uses_fill: bool = True        # False: brings its own fill (ROAD imputes), so the fill field is ignored
 
 
 _DROP = "accuracy_drop"
@@ -205,10 +212,12 @@ PROTOCOL_FACTS: dict[str, ProtocolFacts] = {
                          ScoreRule(_DROP, -1, "accuracy kept (minus drop) after removing the least important pixels and retraining")),
     "road_morf": ProtocolFacts("ROAD MoRF", "morf", False,
                                "remove most important, noisy linear imputation, base model (Rong et al.)",
-                               ScoreRule(_DROP, +1, "accuracy drop of the base model, most important pixels imputed (ROAD)")),
+                               ScoreRule(_DROP, +1, "accuracy drop of the base model, most important pixels imputed (ROAD)"),
+                               uses_fill=False),
     "road_lerf": ProtocolFacts("ROAD LeRF", "lerf", False,
                                "remove least important, noisy linear imputation, base model (Rong et al.)",
-                               ScoreRule(_DROP, -1, "accuracy kept by the base model, least important pixels imputed (ROAD)")),
+                               ScoreRule(_DROP, -1, "accuracy kept by the base model, least important pixels imputed (ROAD)"),
+                               uses_fill=False),
     "mif": ProtocolFacts("MIF", "morf", False,
                          "base-model accuracy curve, most important first; fidelity = AUC(LIF) - AUC(MIF)",
                          ScoreRule(_DROP, +1, "accuracy drop of the base model, most important pixels removed first")),

@@ -64,17 +64,6 @@ def mean_filter(maps, sigma, filter_size, **params):
     return separable_correlate(maps, kernel, filter_size // 2)
 
 
-def rank_filter(maps, sigma, filter_size, quantile=0.5):
-    """The ``quantile`` of each filter_size x filter_size window (pixels; 0.5 = median), mirrored edges,
-    same window origin as max_filter; size <= 1 = identity."""
-    if filter_size <= 1:
-        return maps
-    before, after = filter_size // 2, (filter_size - 1) // 2
-    padded = F.pad(maps.unsqueeze(1), (before, after, before, after), mode="reflect")
-    windows = F.unfold(padded, filter_size)                                  # (N, size*size, H*W)
-    return torch.quantile(windows, quantile, dim=1).reshape(maps.shape)
-
-
 def gamma(maps, sigma, filter_size, *, gamma):
     """sign(m) |m| ** gamma: strictly monotone, so it leaves every per-image ranking unchanged."""
     return torch.sign(maps) * maps.abs() ** gamma
@@ -150,7 +139,6 @@ _FUNCTIONS: dict[str, PostProcess] = {
     "mean_filter": mean_filter,
     "gamma": gamma,
     "quantize": quantize,
-    "rank_filter": rank_filter,
     "blur_matched_random": blur_matched_random,
     "chain": chain,
 }

@@ -12,10 +12,9 @@ POSTPROCESS_CASES = {
     "mean_filter": (0.0, 3, {}),
     "gamma": (0.0, 0, {"gamma": 2.0}),
     "quantize": (0.0, 0, {"levels": 4}),
-    "rank_filter": (0.0, 3, {"quantile": 0.25}),
     "blur_matched_random": (1.0, 0, {"edges": "replicate"}),
     "chain": (1.0, 0, {"steps": "gamma,gaussian", "gamma": 0.5}),
 }
 
 # A value outside each declared parameter's range (every parameter of analysis.contract).
-INVALID_PARAM_VALUES = {"gamma": 0, "levels": 1, "edges": "wrap", "truncate": -1.0, "steps": "chain", "quantile": 1.5}
+INVALID_PARAM_VALUES = {"gamma": 0, "levels": 1, "edges": "wrap", "truncate": -1.0, "steps": "chain"}

@@ -4,7 +4,9 @@ By the data processing inequality none of these can add information about the de
 sweep measures how much they still move removal-based scores. All functions work on a batch of maps,
 torch float (N, H, W), as one convolution or one elementwise op over the whole batch.
 
-``POSTPROCESS[name](maps, sigma, filter_size, **params) -> maps``. Units: ``sigma`` and ``filter_size`` in
+``POSTPROCESS[name]`` is one record: the function, called as ``(maps, sigma, filter_size, **params) ->
+maps``, and its torch-free facts (``analysis.contract.POSTPROCESS_FACTS[name]``: extra parameters with
+type/range/default, strength field, reference values, flags), which the sweep and the analysis read. Units: ``sigma`` and ``filter_size`` in
 pixels. Edges: the Gaussian and the mean filter extend a map by mirroring about its edge pixel
 (d c b | a b c d | c b a; scipy.ndimage mode 'mirror', torch pad mode 'reflect'), for any padding width.
 The max filter pads with -inf, so a border window only sees real pixels; for a max this equals scipy's

@@ -48,6 +48,7 @@ class Param:
     default: object = None            # the value the function uses when it is not given
     choices: tuple = ()
     note: str = ""                    # unit or meaning, shown after the valid range
+    example: object = None            # a valid value, for hints in spec errors
 
     def what(self) -> str:
         """What a valid value is, in words (used in every error message)."""
@@ -113,8 +114,8 @@ class PostProcessFacts:
 
 _BLUR = {"edges": Param("choice", choices=BLUR_EDGES, default="mirror"),
          "truncate": Param("float", low=0, low_open=True, note="kernel radius in sigmas")}  # default: radius ceil(3 sigma)
-_GAMMA = {"gamma": Param("float", low=0, low_open=True, required=True)}
-_LEVELS = {"levels": Param("int", low=2, required=True)}
+_GAMMA = {"gamma": Param("float", low=0, low_open=True, required=True, example=0.5)}
+_LEVELS = {"levels": Param("int", low=2, required=True, example=8)}
 
 POSTPROCESS_FACTS: dict[str, PostProcessFacts] = {
     "identity": PostProcessFacts(reference={}, rank_preserving=True),
@@ -126,7 +127,7 @@ POSTPROCESS_FACTS: dict[str, PostProcessFacts] = {
     "blur_matched_random": PostProcessFacts(_BLUR, strength="sigma", seeded=True,
                                             title="Replacing maps by blur-matched random maps"),
     # a chain carries its steps' parameters; which of them it needs depends on the steps (params_problem)
-    "chain": PostProcessFacts({"steps": Param("steps", required=True),
+    "chain": PostProcessFacts({"steps": Param("steps", required=True, example="gamma,gaussian"),
                                **{k: replace(p, required=False) for k, p in {**_GAMMA, **_LEVELS}.items()},
                                **_BLUR}, passes_strength=True),
 }
@@ -137,6 +138,21 @@ def _valid_steps(value) -> bool:
     steps = value.split(",") if isinstance(value, str) and value else []
     return bool(steps) and all(s in POSTPROCESS_FACTS and s != CHAIN and not POSTPROCESS_FACTS[s].seeded
                                for s in steps)
+
+
+def example_entry(name: str) -> str | None:
+    """A valid YAML postprocess entry for `name` with its required parameters, e.g.
+    '{name: quantize, levels: 8}'; None when it needs none."""
+    facts = POSTPROCESS_FACTS.get(name)
+    required = {k: p for k, p in facts.params.items() if p.required} if facts else {}
+    if not required:
+        return None
+    if "steps" in required:   # a chain also needs what its example steps need
+        for step in required["steps"].example.split(","):
+            required.update({k: p for k, p in POSTPROCESS_FACTS[step].params.items() if p.required})
+    values = ", ".join(f"{k}: {p.example!r}" if isinstance(p.example, str) else f"{k}: {p.example}"
+                       for k, p in required.items())
+    return f"{{name: {name}, {values}}}"
 
 
 def param_declaration(name: str) -> Param | None:

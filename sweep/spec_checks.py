@@ -145,6 +145,8 @@ def irrelevant_axis_problems(spec: "SweepSpec") -> list[str]:
 
 # --- post-processing parameters ----------------------------------------------------------------------
 def postprocess_param_problems(spec: "SweepSpec") -> list[str]:
+    from analysis.contract import example_entry
+
     from .option_rules import postprocess_params_problem
 
     problems = Problems()
@@ -152,8 +154,7 @@ def postprocess_param_problems(spec: "SweepSpec") -> list[str]:
     for name, params in sorted(projected_grid(spec, ("postprocess", POSTPROCESS_PARAMS)), key=str):
         message = postprocess_params_problem(name, dict(params or ()))
         if message:
-            hint = {"gamma": "{name: gamma, gamma: 0.5}", "quantize": "{name: quantize, levels: 8}",
-                    "chain": "{name: chain, steps: 'gamma,gaussian', gamma: 0.5, sigma: 1}"}.get(name)
+            hint = example_entry(name)
             problems.add(where, message + (f"; e.g. postprocess: [{hint}]" if hint else ""))
     return list(problems)
 

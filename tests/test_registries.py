@@ -145,6 +145,8 @@ def test_invalid_parameter_is_a_spec_problem(tmp_path, param):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if any(p.required for p in POSTPROCESS_FACTS[n].params.values())])
 def test_missing_required_parameter_is_a_spec_problem(tmp_path, name):
+    import yaml
+    from analysis.contract import example_entry
     from sweep.spec import SpecError, parse_spec
 
     sigma, size, params = POSTPROCESS_CASES[name]
@@ -152,6 +154,8 @@ def test_missing_required_parameter_is_a_spec_problem(tmp_path, name):
     less = {k: v for k, v in params.items() if k != required[0]}
     with pytest.raises(SpecError, match=f"needs parameter {required[0]!r}"):
         parse_spec(_spec(tmp_path, _entry(name, sigma, size, less)), check_environment=False)
+    hint = yaml.safe_load(example_entry(name))   # the hint in that error is itself a valid entry
+    parse_spec(_spec(tmp_path, hint), check_environment=False)
 
 
 # --- protocols ----------------------------------------------------------------------------------------

@@ -12,12 +12,15 @@ testing (fake_results for tests and docs), schema (the Parquet contract).
 """
 from __future__ import annotations
 
-from .io import Results, load
-
 __all__ = ["Results", "load", "analyze", "write_report", "fake_results"]
 
 
-def __getattr__(name):  # the heavier modules (statsmodels, matplotlib) load on first use
+def __getattr__(name):
+    # every module loads on first use: roar and sweep import analysis.contract / analysis.schema
+    # without pulling in pandas, and the heavier ones (statsmodels, matplotlib) wait until needed
+    if name in ("Results", "load"):
+        from . import io
+        return getattr(io, name)
     if name == "analyze":
         from .compute import analyze
         return analyze

@@ -2,7 +2,7 @@
 
 A ranking orders the methods (``attribution``) by their mean score over seeds within one
 (dataset, setup, protocol, fraction, level); rank 1 = best (highest score, see
-analysis.scoring.PROTOCOL_SCORES for each protocol's direction). Agreement between two rankings is
+analysis.contract.PROTOCOL_SCORES for each protocol's direction). Agreement between two rankings is
 Kendall tau-b over the methods both contain; agreement across fractions is Kendall's W.
 """
 from __future__ import annotations

@@ -16,56 +16,25 @@ Derived columns added to every loaded row (``derive``):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .contract import POSTPROCESS_FACTS, PROTOCOL_FACTS, PROTOCOL_SCORES, STRENGTH_OFF, ScoreRule, is_reference  # noqa: F401 (ScoreRule re-exported)
 from .schema import BLUR_COLUMNS
 
 
-@dataclass(frozen=True)
-class ScoreRule:
-    column: str        # result column the score is read from
-    direction: int     # +1: larger column value = better method; -1: smaller = better
-    meaning: str       # plain words for tables and the summary
-
-
-# Sign convention for ranking, one entry per protocol with a score. Protocols absent here
-# (leakage, sanity, robustness) are diagnostics and carry no score.
-PROTOCOL_SCORES: dict[str, ScoreRule] = {
-    "roar": ScoreRule("accuracy_drop", +1, "accuracy drop after removing the most important pixels and retraining"),
-    "kar": ScoreRule("accuracy_drop", -1, "accuracy kept (minus drop) after removing the least important pixels and retraining"),
-    "road_morf": ScoreRule("accuracy_drop", +1, "accuracy drop of the base model, most important pixels imputed (ROAD)"),
-    "road_lerf": ScoreRule("accuracy_drop", -1, "accuracy kept by the base model, least important pixels imputed (ROAD)"),
-    "mif": ScoreRule("accuracy_drop", +1, "accuracy drop of the base model, most important pixels removed first"),
-    "lif": ScoreRule("accuracy_drop", -1, "accuracy kept by the base model, least important pixels removed first"),
-    "groundtruth": ScoreRule("groundtruth_precision", +1, "precision of the top-k pixels against the true pixels"),
-}
-
-# Readable protocol names for prose.
-PROTOCOL_NAMES = {"roar": "ROAR", "kar": "KAR", "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF",
-                  "mif": "MIF", "lif": "LIF", "groundtruth": "ground truth", "leakage": "leakage",
-                  "sanity": "sanity"}
+# Score rules and readable names of the protocols: analysis.contract.PROTOCOL_FACTS (shared with roar).
+# Protocols without a score (leakage, sanity, robustness) are diagnostics.
+PROTOCOL_NAMES = {k: f.name for k, f in PROTOCOL_FACTS.items()}
 
 # Multiplier that turns each blur measure into "blurriness" (higher = blurrier map). All three
 # schema measures fall as a map gets blurrier.
 BLUR_DIRECTION: dict[str, int] = {"blur_spectral_centroid": -1, "blur_total_variation": -1, "blur_hf_energy": -1}
 assert set(BLUR_DIRECTION) == set(BLUR_COLUMNS), "every schema blur column needs a direction"
 
-# Post-processings that become the identity when their strength parameter is off (sigma <= 0 or
-# filter size <= 1), with the parameter and how it is written in labels. Names not listed here
-# (null models, gamma, quantisation, ...) are never the reference level.
-STRENGTH_PARAMS: dict[str, tuple[str, str]] = {
-    "gaussian": ("sigma", "σ={:g}"),
-    "max_filter": ("filter_size", "{:g}px"),
-    "mean_filter": ("filter_size", "{:g}px"),
-    "average_filter": ("filter_size", "{:g}px"),
-    "median_filter": ("filter_size", "{:g}px"),
-}
+# Post-processing facts (strength field, reference values, label format): analysis.contract.
 IDENTITY_NAMES = ("identity", "none", "")
-# Extra parameters (options.postprocess_params) at which a transform is the identity.
-IDENTITY_PARAMS: dict[str, dict] = {"gamma": {"gamma": 1}}
 REFERENCE_LEVEL = "identity"
 
 # Identity columns that define the experimental setup a score belongs to (besides dataset, method,
@@ -119,15 +88,15 @@ def level_of(postprocess, sigma, filter_size, params: dict | None = None) -> tup
     name = postprocess if isinstance(postprocess, str) else ""
     sigma, size = _num(sigma), _num(filter_size)
     params = params or {}
-    strength = STRENGTH_PARAMS.get(name)
-    off = strength is not None and (sigma <= 0 if strength[0] == "sigma" else size <= 1)
-    neutral = name in IDENTITY_PARAMS and params == IDENTITY_PARAMS[name] and sigma <= 0 and size <= 1
-    if neutral or (not params and (name in IDENTITY_NAMES or off)):
+    if (name in IDENTITY_NAMES and not params) or is_reference(name, sigma, size, params):
         return REFERENCE_LEVEL, REFERENCE_LEVEL, True
+    facts = POSTPROCESS_FACTS.get(name)
+    strength = facts.strength if facts else None
     parts = [name or "?"]
-    if strength is not None:
-        parts.append(strength[1].format(sigma if strength[0] == "sigma" else size))
-    else:  # unknown transform: show whichever generic parameter is set
+    value = {"sigma": sigma, "filter_size": size}
+    if strength is not None and (facts.reference is not None or value[strength] > STRENGTH_OFF[strength]):
+        parts.append(facts.label_format.format(value[strength]))
+    elif strength is None:  # a transform without a strength field: show whichever generic field is set
         parts += [f"σ={sigma:g}"] if sigma > 0 else []
         parts += [f"{size:g}px"] if size > 0 else []
     parts += [f"{k}={params[k]}" for k in sorted(params)]

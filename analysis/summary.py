@@ -8,6 +8,7 @@ import pandas as pd
 
 from . import formatting as fmt
 from .compute import Analysis
+from .contract import POSTPROCESS_FACTS
 from .rankings import TAU_TOL
 from .scoring import PROTOCOL_SCORES, protocol_name, protocol_order, scored
 from .leaks import LABEL_LEAK_MARGIN, leak_warning
@@ -19,10 +20,7 @@ MEASURE_UNITS = {"blur_spectral_centroid": "cycles/pixel", "blur_total_variation
                  "blur_hf_energy": "share of spectral energy"}
 # Smallest number of seeds whose exact two-sided Wilcoxon/sign test can give p < 0.05 (2 / 2**6).
 MIN_SEEDS_FOR_TEST = 6
-FAMILY_NAMES = {"gaussian": "Gaussian blur", "max_filter": "Max filtering", "mean_filter": "Mean filtering",
-                "average_filter": "Average filtering", "median_filter": "Median filtering",
-                "gamma": "Gamma correction", "quantize": "Quantisation",
-                "blur_matched_random": "Replacing maps by blur-matched random maps"}
+FAMILY_NAMES = {name: f.title for name, f in POSTPROCESS_FACTS.items() if f.title}
 
 
 def _pts(v: float) -> str:

@@ -1,7 +1,7 @@
 """Seeded, contract-valid synthetic result rows with a planted blurriness effect, for tests and docs.
 
 The generating model of ``fake_results`` (for a protocol with score direction d, see
-``analysis.scoring.PROTOCOL_SCORES``)::
+``analysis.contract.PROTOCOL_SCORES``)::
 
     score = quality[method, protocol] + 0.1 * fraction + effect * blurriness + u[dataset, method, seed] + e
     blurriness = -blur_spectral_centroid          (cycles/pixel, higher = blurrier)
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from .io import filesystem
 from .schema import COLUMNS, SCHEMA_VERSION, rows_to_table
-from .scoring import PROTOCOL_SCORES
+from .contract import PROTOCOL_SCORES
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "random")
 # Methods that ignore the model: unchanged by model randomisation (they fail the sanity check).
@@ -125,7 +125,7 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
     effect: planted slope of the score on blurriness = -blur_spectral_centroid (score fraction per
         cycle/pixel); see the module docstring for the full model.
     sigmas / max_filter_sizes: post-processing levels (gaussian sigma in pixels; max filter size in px).
-    protocols: scored protocols to generate (keys of analysis.scoring.PROTOCOL_SCORES).
+    protocols: scored protocols to generate (keys of analysis.contract.PROTOCOL_SCORES).
     leakage / sanity: add 'leakage' rows (gradient methods' masks leak the label) and 'sanity' rows
         (model-free methods fail). search: add Optuna gaming-search rows (study 'gaming-<method>').
     n_failed: add this many status='failed' rows.

@@ -20,6 +20,7 @@ same chunks) to reproduce the same noise.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -75,12 +76,30 @@ def fill_road(x, mask, mean, generator, noise_std: float = DEFAULT_NOISE_STD, no
                                fallback=tuple(_channel_values(mean, x).reshape(-1).tolist()))
 
 
-FILLS: dict[str, FillFn] = {
-    "mean": fill_mean,
-    "zero": fill_zero,
-    "uniform": fill_uniform,
-    "blur": fill_blur,
-    "road": fill_road,
+@dataclass(frozen=True)
+class Fill:
+    """One registered fill. stochastic: draws from the generator (same seed and batch, same values).
+    keeps_content: the filled value depends on the removed pixel's own value (blur, by design), so
+    removal does not erase all of its information. params: extra keywords and their defaults."""
+
+    fn: FillFn
+    description: str
+    stochastic: bool = False
+    keeps_content: bool = False
+    params: dict = field(default_factory=dict)
+
+    def __call__(self, x, mask, mean, generator, **params):
+        return self.fn(x, mask, mean, generator, **params)
+
+
+FILLS: dict[str, Fill] = {
+    "mean": Fill(fill_mean, "per-channel dataset mean"),
+    "zero": Fill(fill_zero, "0, black on the [0, 1] scale"),
+    "uniform": Fill(fill_uniform, "independent U[0, 1) noise per pixel and channel", stochastic=True),
+    "blur": Fill(fill_blur, f"the pixel of a Gaussian-blurred copy of the image (sigma {BLUR_SIGMA_PX:g} px)",
+                 keeps_content=True, params={"sigma": BLUR_SIGMA_PX}),
+    "road": Fill(fill_road, "ROAD noisy linear imputation from the neighbouring pixels", stochastic=True,
+                 params={"noise_std": DEFAULT_NOISE_STD, "noise_kind": "gaussian"}),
 }
 
 

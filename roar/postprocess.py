@@ -4,7 +4,9 @@ By the data processing inequality none of these can add information about the de
 sweep measures how much they still move removal-based scores. All functions work on a batch of maps,
 torch float (N, H, W), as one convolution or one elementwise op over the whole batch.
 
-``POSTPROCESS[name](maps, sigma, filter_size, **params) -> maps``. Units: ``sigma`` and ``filter_size`` in
+``POSTPROCESS[name]`` is one record: the function, called as ``(maps, sigma, filter_size, **params) ->
+maps``, and its torch-free facts (``analysis.contract.POSTPROCESS_FACTS[name]``: extra parameters with
+type/range/default, strength field, reference values, flags), which the sweep and the analysis read. Units: ``sigma`` and ``filter_size`` in
 pixels. Edges: the Gaussian and the mean filter extend a map by mirroring about its edge pixel
 (d c b | a b c d | c b a; scipy.ndimage mode 'mirror', torch pad mode 'reflect'), for any padding width.
 The max filter pads with -inf, so a border window only sees real pixels; for a max this equals scipy's
@@ -15,14 +17,16 @@ covers offsets -(size // 2) .. (size - 1) // 2.
 from __future__ import annotations
 
 import math
-import numbers
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from roar.blur import EDGE_INDEX, gaussian_kernel, separable_correlate
+from analysis.contract import POSTPROCESS_FACTS, Param, PostProcessFacts, params_problem
+from analysis.contract import is_integer as _is_integer, is_number as _is_number
+from roar.blur import gaussian_kernel, separable_correlate
 from roar.registry import lookup
 from roar.rng import counter_uniform
 
@@ -100,15 +104,37 @@ def chain(maps, sigma, filter_size, *, steps, **params):
     and filter_size (pixels) and the parameters it takes (gamma, levels). Still information-free: a
     composition of transforms that never look at the model or the data."""
     for step in steps.split(","):
-        own = {k: v for k, v in params.items() if k in PARAMS.get(step, {})}
-        missing = [k for k in REQUIRED.get(step, ()) if k not in own]
+        record = POSTPROCESS[step]
+        own = {k: v for k, v in params.items() if k in record.params}
+        missing = [k for k, p in record.params.items() if p.required and k not in own]
         if missing:
             raise ValueError(f"postprocess 'chain' step {step!r} needs parameter(s) {missing}")
-        maps = POSTPROCESS[step](maps, sigma, filter_size, **own)
+        maps = record.fn(maps, sigma, filter_size, **own)
     return maps
 
 
-POSTPROCESS: dict[str, PostProcess] = {
+@dataclass(frozen=True)
+class PostProcessing:
+    """One registered post-processing: its function and its torch-free facts (analysis.contract:
+    parameters, strength field, reference values, flags), which spec validation, the search space and
+    the analysis read."""
+
+    fn: PostProcess
+    facts: PostProcessFacts
+
+    def __call__(self, maps, sigma, filter_size, **params):
+        return self.fn(maps, sigma, filter_size, **params)
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return self.facts.params
+
+    @property
+    def seeded(self) -> bool:
+        return self.facts.seeded
+
+
+_FUNCTIONS: dict[str, PostProcess] = {
     "identity": identity,
     "gaussian": gaussian,
     "max_filter": max_filter,
@@ -118,50 +144,14 @@ POSTPROCESS: dict[str, PostProcess] = {
     "blur_matched_random": blur_matched_random,
     "chain": chain,
 }
-
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_integer(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-# Extra keyword parameters each post-processing accepts: (check, what is valid).
-_BLUR_PARAMS = {"edges": (lambda v: v in EDGE_INDEX, f"one of {sorted(EDGE_INDEX)}"),
-                "truncate": (lambda v: _is_number(v) and v > 0, "a finite number > 0 (kernel radius in sigmas)")}
-PARAMS: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
-    "gamma": {"gamma": (lambda v: _is_number(v) and v > 0, "a finite number > 0")},
-    "quantize": {"levels": (lambda v: _is_integer(v) and v >= 2, "an integer >= 2")},
-    "gaussian": _BLUR_PARAMS,
-    "blur_matched_random": _BLUR_PARAMS,
-}
-REQUIRED = {"gamma": ("gamma",), "quantize": ("levels",), "chain": ("steps",)}
-# Post-processings that draw random values: postprocess_maps hands them its `seed` and `index`.
-SEEDED = frozenset({"blur_matched_random"})
-
-
-def _valid_steps(value) -> bool:
-    steps = value.split(",") if isinstance(value, str) and value else []
-    return bool(steps) and all(s in POSTPROCESS and s != "chain" and s not in SEEDED for s in steps)
-
-
-PARAMS["chain"] = {"steps": (_valid_steps, "comma-separated post-processing names (not chain, not seeded ones)"),
-                   **PARAMS["gamma"], **PARAMS["quantize"], **_BLUR_PARAMS}
+POSTPROCESS: dict[str, PostProcessing] = {name: PostProcessing(fn, POSTPROCESS_FACTS[name])
+                                          for name, fn in _FUNCTIONS.items()}
 
 
 def _check_params(name: str, params: dict) -> None:
-    valid = PARAMS.get(name, {})
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"postprocess {name!r} takes no parameter(s) {unknown}; valid: {sorted(valid)}")
-    for key in REQUIRED.get(name, ()):
-        if key not in params:
-            raise ValueError(f"postprocess {name!r} needs parameter {key!r} ({valid[key][1]}); found none")
-    for key, value in params.items():
-        ok, what = valid[key]
-        if not ok(value):
-            raise ValueError(f"{key} must be {what} for postprocess {name!r}; found {value!r}")
+    problem = params_problem(name, params)
+    if problem:
+        raise ValueError(problem)
 
 
 def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, seed: int = 0, index=None,
@@ -169,9 +159,9 @@ def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, 
     """Apply POSTPROCESS[name] to a batch of maps (N, H, W): torch in -> torch out, numpy in -> numpy out.
 
     sigma: Gaussian standard deviation in pixels (>= 0); filter_size: window side in pixels (>= 0).
-    seed, index: seed and (N,) global image indices of the maps, used only by the SEEDED
+    seed, index: seed and (N,) global image indices of the maps, used only by the seeded
     post-processings so that a map depends on (seed, image) and not on its batch; pass the same index
-    as compute_maps got. params: the extra parameters in PARAMS[name] (gamma, levels).
+    as compute_maps got. params: the extra parameters POSTPROCESS[name].params declares (gamma, levels).
     float16/bfloat16 and integer maps are computed and returned as float32. An identity result (e.g.
     sigma 0) returns the input object itself.
     """
@@ -183,7 +173,7 @@ def postprocess_maps(maps, name: str, sigma: float = 0.0, filter_size: int = 0, 
     _check_params(name, params)
     if not _is_integer(seed):
         raise ValueError(f"seed must be an integer; found {seed!r}")
-    if name in SEEDED:
+    if fn.seeded:
         params = {**params, "seed": int(seed), "index": index}
     is_numpy = isinstance(maps, np.ndarray)
     tensor = torch.from_numpy(np.ascontiguousarray(maps)) if is_numpy else maps

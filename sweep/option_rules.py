@@ -91,33 +91,20 @@ def option_problem(name: str, value) -> str | None:
     return None if rule is None else rule(name)(value)
 
 
-# --- post-processing parameters ---------------------------------------------------------------------
+# --- post-processing parameters (declared once, in analysis.contract.POSTPROCESS_FACTS) -------------
 def postprocess_param_names() -> tuple[str, ...]:
-    from roar.postprocess import PARAMS
-    return tuple(sorted({k for params in PARAMS.values() for k in params}))
+    from analysis.contract import param_names
+    return param_names()
 
 
 def postprocess_param_problem(name: str, value) -> str | None:
     """Type and range of one parameter (gamma, levels, steps), independent of the post-processing."""
-    from roar.postprocess import PARAMS
-    for params in PARAMS.values():
-        if name in params:
-            ok, what = params[name]
-            return None if ok(value) else f"{name} must be {what}; found {value!r}"
-    return None
+    from analysis.contract import param_declaration
+    decl = param_declaration(name)
+    return None if decl is None or decl.valid(value) else f"{name} must be {decl.what()}; found {value!r}"
 
 
 def postprocess_params_problem(postprocess: str, params: dict) -> str | None:
-    """Whether `postprocess` takes exactly these parameters (roar.postprocess's own check)."""
-    from roar.postprocess import PARAMS, REQUIRED, _check_params
-    try:
-        _check_params(postprocess, params)
-    except ValueError as exc:
-        return str(exc)
-    if postprocess == "chain":  # each step needs its own parameters, which the chain entry carries
-        for step in params["steps"].split(","):
-            missing = [k for k in REQUIRED.get(step, ()) if k not in params]
-            if missing:
-                what = ", ".join(f"{k} ({PARAMS[step][k][1]})" for k in missing)
-                return f"postprocess 'chain' step {step!r} needs parameter(s) {what} in the chain entry"
-    return None
+    """Whether `postprocess` takes exactly these parameters (chain: and each step gets what it needs)."""
+    from analysis.contract import params_problem
+    return params_problem(postprocess, params)

@@ -1,7 +1,7 @@
 """ROAR gaming: for a fixed attribution method, how far information-free post-processing of its maps
 moves the benchmark score. One trial = one ordinary sweep trial (stage A and B are cached, only the
 protocol runs) with the drawn post-processing; its objective is the protocol's score, oriented so
-that higher = "better method" (analysis.scoring.PROTOCOL_SCORES: the accuracy drop for ROAR).
+that higher = "better method" (analysis.contract.PROTOCOL_SCORES: the accuracy drop for ROAR).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def gaming_spec(cell: TrialSpec, params: dict, study: str) -> TrialSpec:
 
 def score_of(row: dict) -> float | None:
     """The row's benchmark score (higher = better method), None for a failed row or a missing value."""
-    from analysis.scoring import PROTOCOL_SCORES
+    from analysis.contract import PROTOCOL_SCORES
 
     if row.get("status") != "ok":
         return None

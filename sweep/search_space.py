@@ -14,7 +14,7 @@ A space is a mapping ``parameter: distribution`` where a distribution is one of:
 Gaming searches (``kind: gaming``) vary the post-processing of a fixed method's maps:
 ``transform`` (choices of post-processing names, or combinations ``a+b`` applied in order) and the
 parameters the chosen transforms take: ``sigma`` (pixels), ``filter_size`` (pixels) and the extra
-parameters of ``roar.postprocess.PARAMS`` (``gamma``, ``levels``). A parameter is drawn only when the
+parameters the post-processings declare (``analysis.contract.POSTPROCESS_FACTS``: ``gamma``, ``levels``). A parameter is drawn only when the
 drawn transform uses it (conditional space). The raw map (``identity``) is always a candidate.
 
 Recipe searches (``kind: recipe``) vary the training recipe: the TrialSpec fields in RECIPE_FIELDS.
@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from analysis.contract import POSTPROCESS_FACTS, STRENGTH_FIELDS, is_reference, param_declaration
+
 from .fields import Problems, check_value, is_int, is_number, unknown_message
 
 DIST_KEYS = ("low", "high", "log", "step", "choices")
@@ -31,17 +33,8 @@ IDENTITY = "identity"
 CHAIN = "chain"            # the roar.postprocess entry a combination `a+b` runs as (when registered)
 COMBINE = "+"
 
-# Which of the TrialSpec's generic post-processing fields (sigma, filter_size: pixels) each post-processing
-# reads. roar.postprocess declares only its extra parameters (PARAMS/REQUIRED); a name missing here is
-# not searchable, so a new filter cannot be searched with its size silently ignored.
-SPATIAL_PARAMS: dict[str, tuple[str, ...]] = {
-    "identity": (), "gaussian": ("sigma",), "max_filter": ("filter_size",), "mean_filter": ("filter_size",),
-    "gamma": (), "quantize": (), "blur_matched_random": ("sigma",),
-}
-SPATIAL_FIELDS = ("sigma", "filter_size")
-# Number type of each extra post-processing parameter of roar.postprocess.PARAMS (its checks say only
-# valid/invalid); a parameter missing here is reported as not searchable.
-EXTRA_PARAM_TYPES: dict[str, str] = {"gamma": "float", "levels": "int"}
+SPATIAL_FIELDS = STRENGTH_FIELDS   # the TrialSpec's generic post-processing fields (pixels)
+NUMERIC_KINDS = ("float", "int")   # extra parameters a search can draw from a range
 
 # Training-recipe fields a recipe search may vary (TrialSpec fields; ranges as in sweep.fields).
 RECIPE_FIELDS = ("lr", "epochs", "width", "weight_decay", "batch_size", "momentum", "optimizer", "schedule",
@@ -88,8 +81,8 @@ def _postprocess():
 
 
 def family_params(name: str) -> tuple[str, ...]:
-    """Parameters one post-processing reads: its spatial fields, then its required extra parameters."""
-    return SPATIAL_PARAMS[name] + tuple(_postprocess().REQUIRED.get(name, ()))
+    """Parameters one post-processing reads: its strength field, then its required extra parameters."""
+    return POSTPROCESS_FACTS[name].reads
 
 
 def transform_params(transform: str) -> tuple[str, ...]:
@@ -121,40 +114,41 @@ def check_transform(value, where: str, problems: Problems) -> str | None:
         if step not in pp.POSTPROCESS or step == CHAIN:
             problems.add(where, unknown_message("transform", step, searchable_transforms()))
             ok = False
-        elif step in pp.SEEDED:
+        elif pp.POSTPROCESS[step].seeded:
             problems.add(where, f"{step!r} replaces the map by seeded noise: it is a null model, not a "
                                 f"transform of the method's map; compare it in a sweep instead")
             ok = False
-        elif step not in SPATIAL_PARAMS:
-            problems.add(where, f"post-processing {step!r} is not searchable yet: sweep.search_space."
-                                f"SPATIAL_PARAMS does not say which of sigma / filter_size it reads")
-            ok = False
-        elif any(p not in EXTRA_PARAM_TYPES for p in pp.REQUIRED.get(step, ())):
-            problems.add(where, f"post-processing {step!r} is not searchable yet: sweep.search_space."
-                                f"EXTRA_PARAM_TYPES lacks the type of {list(pp.REQUIRED[step])}")
+        elif not _searchable_params(step):
+            required = [k for k, p in POSTPROCESS_FACTS[step].params.items() if p.required]
+            problems.add(where, f"post-processing {step!r} is not searchable yet: its required parameter(s) "
+                                f"{required} are not numbers a search can draw")
             ok = False
     return value if ok else None
 
 
+def _searchable_params(name: str) -> bool:
+    return all(p.kind in NUMERIC_KINDS for p in POSTPROCESS_FACTS[name].params.values() if p.required)
+
+
 def searchable_transforms() -> list[str]:
     pp = _postprocess()
-    return sorted(n for n in pp.POSTPROCESS if n in SPATIAL_PARAMS and n not in pp.SEEDED and n != CHAIN)
+    return sorted(n for n, r in pp.POSTPROCESS.items() if not r.seeded and n != CHAIN and _searchable_params(n))
 
 
 def _check_extra_param(name: str, value, where: str, problems: Problems):
-    """Value check for a post-processing extra parameter (gamma, levels) from roar.postprocess.PARAMS."""
-    for params in _postprocess().PARAMS.values():
-        if name in params:
-            ok, what = params[name]
-            if not ok(value):
-                problems.add(where, f"{name} must be {what}, got {value!r}")
-                return None
-            return value
-    raise KeyError(name)
+    """Value check for a post-processing extra parameter (gamma, levels), as declared in the contract."""
+    decl = param_declaration(name)
+    if decl is None:
+        raise KeyError(name)
+    if not decl.valid(value):
+        problems.add(where, f"{name} must be {decl.what()}, got {value!r}")
+        return None
+    return value
 
 
 def gaming_param_names() -> list[str]:
-    extra = sorted({p for params in _postprocess().PARAMS.values() for p in params} & set(EXTRA_PARAM_TYPES))
+    extra = sorted({k for f in POSTPROCESS_FACTS.values() for k, p in f.params.items()
+                    if p.required and p.kind in NUMERIC_KINDS})
     return ["transform", *SPATIAL_FIELDS, *extra]
 
 
@@ -255,7 +249,8 @@ def _is_int_field(name: str) -> bool:
     from .fields import FIELD_RULES
     if name in FIELD_RULES:
         return FIELD_RULES[name][0] == "int"
-    return EXTRA_PARAM_TYPES.get(name) == "int"
+    decl = param_declaration(name)
+    return decl is not None and decl.kind == "int"
 
 
 def _parse_choices(name, values, where, problems, check, n_before) -> Dim | None:
@@ -345,10 +340,9 @@ def gaming_fields(params: Mapping) -> tuple[dict, dict]:
 
 
 def _is_off(name: str, fields: dict) -> bool:
-    """A spatial transform at strength zero (sigma 0 px, window <= 1 px) returns the map unchanged."""
-    spatial = SPATIAL_PARAMS.get(name, ())
-    return bool(spatial) and all(fields["sigma"] == 0 if p == "sigma" else fields["filter_size"] <= 1
-                                 for p in spatial)
+    """A spatial transform at its reference strength (sigma 0 px, window <= 1 px) returns the map
+    unchanged."""
+    return is_reference(name, fields["sigma"], fields["filter_size"], {})
 
 
 def recipe_fields(params: Mapping) -> dict:

@@ -200,7 +200,7 @@ def _check_conflicts(sweep: SweepSpec, kind: str, space: list[Dim], problems: Pr
 
 
 def _check_protocols(spec: SearchSpec, problems: Problems) -> None:
-    from analysis.scoring import PROTOCOL_SCORES
+    from analysis.contract import PROTOCOL_SCORES
 
     if spec.kind != "gaming":
         return

@@ -35,7 +35,7 @@ crosses). Example (``specs/demo.yaml`` is a full one)::
       - {name: identity}
       - {name: gaussian, sigma: [1, 2]}
       - {name: max_filter, filter_size: 3}
-      - {name: gamma, gamma: [0.5, 2]}          # gamma, levels, steps: roar.postprocess.PARAMS
+      - {name: gamma, gamma: [0.5, 2]}          # gamma, levels, steps, edges, truncate: analysis.contract
       - {name: chain, steps: "gamma,gaussian", gamma: 0.5, sigma: 1}
     protocols:                      # optional: protocols with their own fill / selection / retrain mode
       - {name: roar, fill: mean}
@@ -97,8 +97,8 @@ STORAGE_KEYS = ("endpoint_url",)
 # datasets entry key -> TrialSpec field
 DATASET_ENTRY_KEYS = {"name": "dataset", "subset": "subset", "test_subset": "test_subset", "root": "data_root",
                       "image_size": "image_size", "data_seed": "data_seed"}
-# postprocess entry key -> TrialSpec field; the extra parameters (gamma, levels, steps) of
-# roar.postprocess.PARAMS are pseudo-fields 'postprocess_params.<name>' (grid.trial_of puts them in options)
+# postprocess entry key -> TrialSpec field; the extra parameters (gamma, levels, steps, ...) declared in
+# analysis.contract.POSTPROCESS_FACTS are pseudo-fields 'postprocess_params.<name>' (grid.trial_of puts them in options)
 POSTPROCESS_ENTRY_KEYS = {"name": "postprocess", "sigma": "sigma", "filter_size": "filter_size",
                           **{p: f"{POSTPROCESS_PARAMS}.{p}" for p in postprocess_param_names()}}
 # protocols entry key -> TrialSpec field

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from analysis.contract import PROTOCOL_FACTS
 from roar.spec import TrialSpec
 
 from .fields import Problems
@@ -97,10 +98,8 @@ class Relevance:
 
 
 def _postprocess_uses(param: str) -> Callable[[object], bool]:
-    # chain passes sigma and filter_size to every step: it may use either
-    users = {"sigma": {"gaussian", "blur_matched_random", "chain"},
-             "filter_size": {"max_filter", "mean_filter", "chain"}}[param]
-    return lambda name: name in users
+    from analysis.contract import POSTPROCESS_FACTS
+    return lambda name: name in POSTPROCESS_FACTS and param in POSTPROCESS_FACTS[name].strength_fields
 
 
 def _retrains(protocol) -> bool:
@@ -120,7 +119,7 @@ RELEVANCE = (
               "give filter_size inside the entries that use it: postprocess: [{name: max_filter, filter_size: [3, 5]}]"),
     Relevance("retrain_mode", "protocol", _retrains,
               "give it per protocol: protocols: [{name: roar, retrain_mode: [scratch, finetune]}, road_morf]"),
-    Relevance("fill", "protocol", lambda p: p not in ("road_morf", "road_lerf"),
+    Relevance("fill", "protocol", lambda p: p not in PROTOCOL_FACTS or PROTOCOL_FACTS[p].uses_fill,
               "ROAD always imputes (fill 'road'); give fill per protocol: protocols: [{name: roar, fill: [mean, zero]}, "
               "road_morf]"),
     Relevance("target", "attribution", _uses_model,
@@ -146,6 +145,8 @@ def irrelevant_axis_problems(spec: "SweepSpec") -> list[str]:
 
 # --- post-processing parameters ----------------------------------------------------------------------
 def postprocess_param_problems(spec: "SweepSpec") -> list[str]:
+    from analysis.contract import example_entry
+
     from .option_rules import postprocess_params_problem
 
     problems = Problems()
@@ -153,27 +154,27 @@ def postprocess_param_problems(spec: "SweepSpec") -> list[str]:
     for name, params in sorted(projected_grid(spec, ("postprocess", POSTPROCESS_PARAMS)), key=str):
         message = postprocess_params_problem(name, dict(params or ()))
         if message:
-            hint = {"gamma": "{name: gamma, gamma: 0.5}", "quantize": "{name: quantize, levels: 8}",
-                    "chain": "{name: chain, steps: 'gamma,gaussian', gamma: 0.5, sigma: 1}"}.get(name)
+            hint = example_entry(name)
             problems.add(where, message + (f"; e.g. postprocess: [{hint}]" if hint else ""))
     return list(problems)
 
 
 # --- sizes --------------------------------------------------------------------------------------------
-# Native image side (pixels) of each dataset when image_size is null (None: only the files know).
-NATIVE_IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn": 32, "digits": 8, "synthetic": 16,
-                     "cub200": 224, "imagefolder": 64}
 # Smallest image side (pixels) each model's forward pass accepts (pooling stages); absent = 1.
 MIN_IMAGE_SIZE = {"small_cnn": 4, "fast_resnet": 8}
-# (train, test) images of datasets whose size is fixed (absent: the files decide).
-SPLIT_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
-               "svhn": (73257, 26032), "digits": (1438, 359), "synthetic": (3000, 1000)}
+
+
+def _dataset(name):
+    """The dataset's registry record (native_size, split_sizes), or None for an unknown name."""
+    from roar.datasets import DATASETS
+    return DATASETS.get(name)
 
 
 def image_size_problems(spec: "SweepSpec") -> list[str]:
     problems = Problems()
     for dataset, size, model in sorted(projected_grid(spec, ("dataset", "image_size", "model")), key=str):
-        side = size if size is not None else NATIVE_IMAGE_SIZE.get(dataset)
+        loader = _dataset(dataset)
+        side = size if size is not None else (loader.native_size if loader else None)
         least = MIN_IMAGE_SIZE.get(model, 1)
         if side is not None and side < least:
             what = f"image_size {size}" if size is not None else f"the native size {side} px of {dataset!r}"
@@ -186,7 +187,8 @@ def subset_problems(spec: "SweepSpec") -> list[str]:
     problems = Problems()
     for field_name, split in (("subset", 0), ("test_subset", 1)):
         for dataset, n in sorted(projected_grid(spec, ("dataset", field_name)), key=str):
-            total = SPLIT_SIZES.get(dataset, (None, None))[split]
+            loader = _dataset(dataset)
+            total = loader.split_sizes[split] if loader and loader.split_sizes else None
             if n is not None and total is not None and n > total:
                 problems.add(owner(spec, field_name),
                              f"{field_name} {n:,} is larger than the {'train' if split == 0 else 'test'} split of "

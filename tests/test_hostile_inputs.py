@@ -290,12 +290,11 @@ def test_min_image_size_table_matches_the_models(model):
 
 @pytest.mark.parametrize("dataset", ["synthetic", "digits"])
 def test_split_and_native_sizes_match_the_generated_datasets(dataset):
-    from roar.datasets import load_dataset
-    from sweep.spec_checks import NATIVE_IMAGE_SIZE, SPLIT_SIZES
+    from roar.datasets import DATASETS, load_dataset
 
     data = load_dataset(dataset)
-    assert (data.train_x.shape[0], data.test_x.shape[0]) == SPLIT_SIZES[dataset]
-    assert data.train_x.shape[-1] == NATIVE_IMAGE_SIZE[dataset]
+    assert (data.train_x.shape[0], data.test_x.shape[0]) == DATASETS[dataset].split_sizes
+    assert data.train_x.shape[-1] == DATASETS[dataset].native_size
 
 
 def test_postprocessings_said_to_ignore_sigma_or_filter_size_do():

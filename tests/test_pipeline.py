@@ -1,6 +1,7 @@
 """End to end through roar.pipeline (no Ray): stage A, stage B, protocols, one row per trial."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,10 +72,73 @@ def test_failed_trial_gives_a_failed_row(store):
 
 
 def test_finetune_and_kar_run(store):
+    rows = {}
     for protocol, mode in (("kar", "scratch"), ("roar", "finetune")):
         row = pipeline.run_trial(_spec(protocol=protocol, retrain_mode=mode), store)
         assert row["status"] == "ok", row.get("error")
-        assert 0.0 <= row["accuracy"] <= 1.0
+        rows[protocol] = row
+        # accuracy is a count over the whole test split, with its interval and the drop derived from it
+        assert row["n_test"] == 300
+        assert row["accuracy"] * 300 == pytest.approx(round(row["accuracy"] * 300), abs=1e-4)   # float32 accuracy
+        assert row["ci_low"] - 1e-12 <= row["accuracy"] <= row["ci_high"] + 1e-12   # Wilson bounds round
+        assert row["accuracy_drop"] == pytest.approx(row["base_accuracy"] - row["accuracy"])
+        assert row["removed_fraction_actual"] == pytest.approx(round(0.5 * 256) / 256, abs=1e-9)   # 16x16
+        assert (row["protocol"], row["retrain_mode"]) == (protocol, mode)
+    assert rows["kar"]["base_accuracy"] == rows["roar"]["base_accuracy"]   # one base model
+
+
+def _context(store, **kw):
+    from roar.protocols import TrialContext
+
+    spec = _spec(**kw)
+    model, meta = pipeline.load_base_model(spec, store)
+    data = pipeline.load_data(spec)
+    rng = np.random.default_rng(0)   # untied maps: the bottom k of each map is one exact set
+    maps = {s: rng.random((len(getattr(data, f"{s}_y")), 16, 16), dtype=np.float32) for s in ("train", "test")}
+    return TrialContext(spec=spec, data=data, device="cpu", base_model=model, base_accuracy=meta["base_accuracy"],
+                        raw_maps=maps)
+
+
+@pytest.mark.parametrize("mode", ["finetune", "scratch"])
+def test_finetune_starts_from_the_base_weights(store, monkeypatch, mode):
+    from roar.protocols import PROTOCOLS, context
+
+    ctx = _context(store, protocol="roar", retrain_mode=mode, epochs=1)
+    base = {k: v.clone() for k, v in ctx.base_model.state_dict().items()}
+    started = []
+    train = context.train_model
+
+    def spy(model, *args, **kw):
+        started.append({k: v.clone() for k, v in model.state_dict().items()})
+        return train(model, *args, **kw)
+
+    monkeypatch.setattr(context, "train_model", spy)
+    PROTOCOLS["roar"].run(ctx)
+    (initial,) = started
+    same = all(torch.equal(initial[k], base[k]) for k in base)
+    assert same == (mode == "finetune")
+    # the base model itself is never trained further
+    assert all(torch.equal(ctx.base_model.state_dict()[k], base[k]) for k in base)
+
+
+def test_kar_removes_the_least_important_pixels(store):
+    from roar.protocols import PROTOCOLS
+
+    ctx = _context(store, protocol="kar", fill="zero", fraction=0.3, epochs=1)
+    PROTOCOLS["kar"].run(ctx)
+    k = round(0.3 * 256)
+    for split in ("train", "test"):
+        maps = torch.from_numpy(ctx.raw_maps[split]).flatten(1)
+        bottom = torch.zeros_like(maps, dtype=torch.bool)
+        for i, row in enumerate(maps):   # the looped reference: the k smallest values of each map
+            bottom[i, sorted(range(len(row)), key=lambda j: row[j].item())[:k]] = True
+        mask = ctx.mask(split, "lerf").flatten(1)
+        assert torch.equal(mask, bottom)
+        removed = ctx.removed_images(split, "lerf")   # the very images KAR trained / tested on
+        original = ctx.images(split)
+        keep = ~bottom.reshape(-1, 1, 16, 16).expand_as(original)
+        assert torch.equal(removed[~keep], torch.zeros_like(removed[~keep]))
+        assert torch.equal(removed[keep], original[keep])
 
 
 def test_synthetic_gradient_maps_find_the_true_pixels(store):

@@ -41,46 +41,93 @@ def only_problem(data, **kw) -> str:
 
 
 # --- malformed specs ----------------------------------------------------------------------------
-def test_unknown_attribution_names_closest(tmp_path):
+# One row per spec rule: (changes to the base spec, the one problem it must give). A message ending in
+# "..." is a prefix (the rest lists the valid names).
+SIGMA = {"name": "gaussian", "sigma": 2}
+MALFORMED = {
+    "unknown dataset in a datasets entry": (
+        {"fixed": {"epochs": 1}, "datasets": [{"name": "fashion_mnst", "subset": 100}]},
+        "datasets[0].name[0]: unknown dataset 'fashion_mnst'; did you mean 'fashion_mnist'?..."),
+    "negative sigma": (
+        {"postprocess": [{"name": "identity"}, {"name": "gaussian", "sigma": [1, -0.5]}]},
+        "postprocess[1].sigma[1]: sigma -0.5 must be >= 0 (a Gaussian blur sigma in pixels)"),
+    **{f"fraction {bad}": ({"axes": {"fraction": [0.5, bad]}},
+                           f"axes.fraction[1]: fraction {float(bad)!r} must be strictly between 0 and 1 "
+                           f"(a fraction of the image's pixels)") for bad in (0, 1, 1.5, -0.2)},
+    "empty axis": ({"axes": {"seed": []}}, "axes.seed: seed axis is empty; give at least one value"),
+    "duplicate axis values": (
+        {"axes": {"attribution": ["saliency", "random", "saliency"]}},
+        "axes.attribution: duplicate value 'saliency' (positions 0 and 2); each value may appear once"),
+    "duplicates after normalising numbers": (   # the same float once normalised
+        {"axes": {"sigma": [1, 1.0]}},
+        "axes.sigma: duplicate value 1.0 (positions 0 and 1); each value may appear once"),
+    "unknown trial field": (
+        {"fixed": {"dataset": "synthetic", "epoch": 2}},
+        "fixed.epoch: unknown trial field 'epoch'; did you mean 'epochs'?..."),
+    "string for an integer": (
+        {"fixed": {"dataset": "synthetic", "epochs": "two"}}, "fixed.epochs: epochs must be an integer, got str 'two'"),
+    "bool is not an integer": (
+        {"axes": {"seed": [0, True]}}, "axes.seed[1]: seed must be an integer, got bool True"),
+    "float for an integer field": (
+        {"fixed": {"dataset": "synthetic", "subset": 100.5}},
+        "fixed.subset: subset must be an integer or null, got float 100.5"),
+    "axis given a scalar": (
+        {"axes": {"fraction": 0.5}},
+        "axes.fraction: an axis must be a list of values, got float 0.5; put a single value under fixed"),
+    "fixed given a list": (
+        {"fixed": {"dataset": "synthetic", "seed": [0, 1]}},
+        "fixed.seed: is a list [0, 1]; a list of values belongs under axes"),
+    "field in fixed and axes": (
+        {"fixed": {"dataset": "synthetic", "fraction": 0.3}},
+        "axes.fraction: fraction is also given in fixed; set each field in one place"),
+    "postprocess entry conflicts with the sigma axis": (
+        {"axes": {"sigma": [0, 1]}, "postprocess": [SIGMA]},
+        "postprocess: sigma is also given in axes.sigma; set each field in one place"),
+    "dataset in fixed and datasets": (
+        {"datasets": [{"name": "synthetic"}]}, "datasets: dataset is also given in fixed; set each field in one place"),
+    "postprocess entry without a name": (
+        {"postprocess": [{"sigma": [1, 2]}]},
+        "postprocess[0]: needs a 'name'; keys are ['edges', 'filter_size', 'gamma', 'levels', 'name', 'sigma', "
+        "'steps', 'truncate']"),
+    "postprocess entry unknown key": (
+        {"postprocess": [{"name": "gaussian", "sigmas": [1, 2]}]},
+        "postprocess[0].sigmas: unknown postprocess key 'sigmas'; did you mean 'sigma'?..."),
+    "unknown postprocess name": (
+        {"postprocess": [{"name": "gausian", "sigma": 1}]},
+        "postprocess[0].name[0]: unknown postprocess 'gausian'; did you mean 'gaussian'?..."),
+    "negative gpus": (
+        {"resources": {"gpus_per_trial": -0.5}},
+        "resources.gpus_per_trial: must be a number >= 0 (fractions allowed), got -0.5"),
+    "zero cpus": ({"resources": {"cpus_per_trial": 0}}, "resources.cpus_per_trial: must be a number > 0, got 0"),
+    "max_concurrent_trials zero": (
+        {"resources": {"max_concurrent_trials": 0}},
+        "resources.max_concurrent_trials: must be an integer >= 1, got 0"),
+    "unknown device": (
+        {"resources": {"device": "gpu"}},
+        "resources.device: unknown device 'gpu'; did you mean 'cpu'? valid: auto, cpu, cuda"),
+    "cuda without a gpu reservation": (
+        {"resources": {"device": "cuda"}},
+        "resources.device: cuda needs resources.gpus_per_trial > 0: Ray hides GPUs from trials that reserve none"),
+    "option values must be scalars": (
+        {"fixed": {"dataset": "synthetic", "options": {"input_noise": [1, 2]}}},
+        "fixed.options.input_noise: option values must be scalars (string, number, bool, null), got list [1, 2]"),
+}
+
+
+@pytest.mark.parametrize("changes,expected", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_spec_gives_one_problem(tmp_path, changes, expected):
+    msg = only_problem(spec_dict(tmp_path, **changes))
+    if expected.endswith("..."):
+        assert msg.startswith(expected[:-3]), msg
+    else:
+        assert msg == expected
+
+
+def test_unknown_attribution_lists_the_valid_names(tmp_path):
     d = spec_dict(tmp_path, axes={"attribution": ["salency"]})
     msg = only_problem(d)
     assert msg.startswith("axes.attribution[0]: unknown attribution 'salency'; did you mean 'saliency'?")
     assert "integrated_gradients" in msg  # the valid names are listed
-
-
-def test_unknown_dataset_in_datasets_entry(tmp_path):
-    d = spec_dict(tmp_path, fixed={"epochs": 1}, datasets=[{"name": "fashion_mnst", "subset": 100}])
-    msg = only_problem(d)
-    assert msg.startswith("datasets[0].name[0]: unknown dataset 'fashion_mnst'; did you mean 'fashion_mnist'?")
-
-
-def test_negative_sigma(tmp_path):
-    d = spec_dict(tmp_path, postprocess=[{"name": "identity"}, {"name": "gaussian", "sigma": [1, -0.5]}])
-    assert only_problem(d) == ("postprocess[1].sigma[1]: sigma -0.5 must be >= 0 "
-                               "(a Gaussian blur sigma in pixels)")
-
-
-@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.2])
-def test_fraction_outside_open_unit_interval(tmp_path, bad):
-    d = spec_dict(tmp_path, axes={"fraction": [0.5, bad]})
-    assert only_problem(d) == (f"axes.fraction[1]: fraction {float(bad)!r} must be strictly between 0 and 1 "
-                               f"(a fraction of the image's pixels)")
-
-
-def test_empty_axis(tmp_path):
-    d = spec_dict(tmp_path, axes={"seed": []})
-    assert only_problem(d) == "axes.seed: seed axis is empty; give at least one value"
-
-
-def test_duplicate_axis_values(tmp_path):
-    d = spec_dict(tmp_path, axes={"attribution": ["saliency", "random", "saliency"]})
-    assert only_problem(d) == ("axes.attribution: duplicate value 'saliency' (positions 0 and 2); "
-                               "each value may appear once")
-
-
-def test_duplicates_after_normalising_numbers(tmp_path):
-    d = spec_dict(tmp_path, axes={"sigma": [1, 1.0]})  # the same float once normalised
-    assert only_problem(d) == "axes.sigma: duplicate value 1.0 (positions 0 and 1); each value may appear once"
 
 
 def test_unknown_top_level_key(tmp_path):
@@ -90,70 +137,6 @@ def test_unknown_top_level_key(tmp_path):
     assert msg.startswith("axis: unknown top-level key 'axis'; did you mean 'axes'?")
 
 
-def test_unknown_trial_field(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "epoch": 2})
-    assert only_problem(d).startswith("fixed.epoch: unknown trial field 'epoch'; did you mean 'epochs'?")
-
-
-def test_wrong_type_string_for_integer(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "epochs": "two"})
-    assert only_problem(d) == "fixed.epochs: epochs must be an integer, got str 'two'"
-
-
-def test_bool_is_not_an_integer(tmp_path):
-    d = spec_dict(tmp_path, axes={"seed": [0, True]})
-    assert only_problem(d) == "axes.seed[1]: seed must be an integer, got bool True"
-
-
-def test_float_for_integer_field(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "subset": 100.5})
-    assert only_problem(d) == "fixed.subset: subset must be an integer or null, got float 100.5"
-
-
-def test_axis_given_a_scalar(tmp_path):
-    d = spec_dict(tmp_path, axes={"fraction": 0.5})
-    assert only_problem(d) == ("axes.fraction: an axis must be a list of values, got float 0.5; "
-                               "put a single value under fixed")
-
-
-def test_fixed_given_a_list(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "seed": [0, 1]})
-    assert only_problem(d) == "fixed.seed: is a list [0, 1]; a list of values belongs under axes"
-
-
-def test_field_in_fixed_and_axes(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "fraction": 0.3})
-    assert only_problem(d) == "axes.fraction: fraction is also given in fixed; set each field in one place"
-
-
-def test_postprocess_entry_conflicts_with_sigma_axis(tmp_path):
-    d = spec_dict(tmp_path, axes={"sigma": [0, 1]}, postprocess=[{"name": "gaussian", "sigma": 2}])
-    assert only_problem(d) == "postprocess: sigma is also given in axes.sigma; set each field in one place"
-
-
-def test_dataset_in_fixed_and_datasets(tmp_path):
-    d = spec_dict(tmp_path, datasets=[{"name": "synthetic"}])
-    assert only_problem(d) == "datasets: dataset is also given in fixed; set each field in one place"
-
-
-def test_postprocess_entry_without_name(tmp_path):
-    d = spec_dict(tmp_path, postprocess=[{"sigma": [1, 2]}])
-    assert only_problem(d) == ("postprocess[0]: needs a 'name'; keys are ['edges', 'filter_size', 'gamma', 'levels', "
-                               "'name', 'sigma', 'steps', 'truncate']")
-
-
-def test_postprocess_entry_unknown_key(tmp_path):
-    d = spec_dict(tmp_path, postprocess=[{"name": "gaussian", "sigmas": [1, 2]}])
-    assert only_problem(d).startswith("postprocess[0].sigmas: unknown postprocess key 'sigmas'; "
-                                      "did you mean 'sigma'?")
-
-
-def test_unknown_postprocess_name(tmp_path):
-    d = spec_dict(tmp_path, postprocess=[{"name": "gausian", "sigma": 1}])
-    assert only_problem(d).startswith("postprocess[0].name[0]: unknown postprocess 'gausian'; "
-                                      "did you mean 'gaussian'?")
-
-
 def test_resources_unknown_key(tmp_path):
     d = spec_dict(tmp_path, resources={"gpu_per_trial": 1, "cpus": 1})
     assert problems_of(d) == [
@@ -161,32 +144,6 @@ def test_resources_unknown_key(tmp_path):
         "cpus_per_stage, cpus_per_trial, device, gpus_per_stage, gpus_per_trial, max_concurrent_trials, max_failures",
         "resources.cpus: unknown resources key 'cpus'; valid: cpus_per_stage, cpus_per_trial, device, "
         "gpus_per_stage, gpus_per_trial, max_concurrent_trials, max_failures"]
-
-
-def test_negative_gpus(tmp_path):
-    d = spec_dict(tmp_path, resources={"gpus_per_trial": -0.5})
-    assert only_problem(d) == "resources.gpus_per_trial: must be a number >= 0 (fractions allowed), got -0.5"
-
-
-def test_zero_cpus(tmp_path):
-    d = spec_dict(tmp_path, resources={"cpus_per_trial": 0})
-    assert only_problem(d) == "resources.cpus_per_trial: must be a number > 0, got 0"
-
-
-def test_max_concurrent_trials_zero(tmp_path):
-    d = spec_dict(tmp_path, resources={"max_concurrent_trials": 0})
-    assert only_problem(d) == "resources.max_concurrent_trials: must be an integer >= 1, got 0"
-
-
-def test_unknown_device(tmp_path):
-    d = spec_dict(tmp_path, resources={"device": "gpu"})
-    assert only_problem(d) == "resources.device: unknown device 'gpu'; did you mean 'cpu'? valid: auto, cpu, cuda"
-
-
-def test_cuda_without_gpu_reservation(tmp_path):
-    d = spec_dict(tmp_path, resources={"device": "cuda"})
-    assert only_problem(d) == ("resources.device: cuda needs resources.gpus_per_trial > 0: Ray hides GPUs "
-                               "from trials that reserve none")
 
 
 def test_gpu_requested_but_none_present(tmp_path):
@@ -239,12 +196,6 @@ def test_credentials_do_not_belong_in_the_spec(tmp_path):
     msg = only_problem(d)
     assert msg.startswith("storage.aws_secret_access_key: unknown storage key 'aws_secret_access_key'")
     assert msg.endswith("(credentials come from the environment, never from the spec)")
-
-
-def test_option_values_must_be_scalars(tmp_path):
-    d = spec_dict(tmp_path, fixed={"dataset": "synthetic", "options": {"input_noise": [1, 2]}})
-    assert only_problem(d) == ("fixed.options.input_noise: option values must be scalars (string, number, bool, "
-                               "null), got list [1, 2]")
 
 
 def test_every_problem_in_one_message(tmp_path):

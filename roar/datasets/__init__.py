@@ -47,6 +47,8 @@ class DatasetLoader:
         resized afterwards (antialiased bilinear) when image_size differs from the native size.
     has_true_pixels: ImageData carries train_true/test_true (the pixels that decide the label), which
         the groundtruth protocol and the true_pixels oracle need.
+    native_size: image side in pixels when image_size is null (None: only the files know).
+    split_sizes: (train, test) images when fixed (None: the files decide). Spec checks read both.
     """
 
     name: str
@@ -54,6 +56,8 @@ class DatasetLoader:
     source: FileSource | None = None
     sizes_itself: bool = False
     has_true_pixels: bool = False
+    native_size: int | None = None
+    split_sizes: tuple[int, int] | None = None
 
     @property
     def on_disk(self) -> bool:
@@ -80,14 +84,15 @@ def resized(data: ImageData, size: int) -> ImageData:
 
 # keyed by each loader's own name, so a key can never drift from the name it reports
 DATASETS: dict[str, DatasetLoader] = {loader.name: loader for loader in (
-    DatasetLoader("fashion_mnist", load_fashion_mnist, FASHION_MNIST),
-    DatasetLoader("mnist", load_mnist, MNIST),
-    DatasetLoader("cifar10", load_cifar10, CIFAR10),
-    DatasetLoader("svhn", load_svhn, SVHN),
-    DatasetLoader("cub200", load_cub200, CUB200, sizes_itself=True),
-    DatasetLoader("imagefolder", load_imagefolder, IMAGEFOLDER, sizes_itself=True),
-    DatasetLoader("digits", load_digits),
-    DatasetLoader("synthetic", load_synthetic, sizes_itself=True, has_true_pixels=True),
+    DatasetLoader("fashion_mnist", load_fashion_mnist, FASHION_MNIST, native_size=28, split_sizes=(60000, 10000)),
+    DatasetLoader("mnist", load_mnist, MNIST, native_size=28, split_sizes=(60000, 10000)),
+    DatasetLoader("cifar10", load_cifar10, CIFAR10, native_size=32, split_sizes=(50000, 10000)),
+    DatasetLoader("svhn", load_svhn, SVHN, native_size=32, split_sizes=(73257, 26032)),
+    DatasetLoader("cub200", load_cub200, CUB200, sizes_itself=True, native_size=224),
+    DatasetLoader("imagefolder", load_imagefolder, IMAGEFOLDER, sizes_itself=True, native_size=64),
+    DatasetLoader("digits", load_digits, native_size=8, split_sizes=(1438, 359)),
+    DatasetLoader("synthetic", load_synthetic, sizes_itself=True, has_true_pixels=True, native_size=16,
+                  split_sizes=(3000, 1000)),
 )}
 
 

@@ -1,13 +1,16 @@
 """Protocol registry: spec string -> Protocol.
 
-A protocol gets a TrialContext and returns result columns (at least accuracy, loss, n_test). `order`
-says which mask the trial's map/mask metrics describe; `retrains` tells the sweep and the cost
-estimate whether the trial trains a model.
+A protocol gets a TrialContext and returns result columns (at least accuracy, loss, n_test). Its facts
+(readable name, `order`: which mask the trial's map/mask metrics describe, `retrains`: whether the trial
+trains a model, what it measures, its score) are analysis.contract.PROTOCOL_FACTS, shared with the
+analysis; this record adds the function and the dataset capability it needs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from analysis.contract import PROTOCOL_FACTS, ProtocolFacts
 
 from .context import TrialContext
 from .curves import curves_protocol
@@ -22,30 +25,41 @@ from .sanity import run_sanity
 @dataclass(frozen=True)
 class Protocol:
     run: Callable[[TrialContext], dict]
-    order: str            # 'morf' or 'lerf': the mask the metrics are computed on
-    retrains: bool        # trains a model per trial (the expensive part)
-    description: str
+    facts: ProtocolFacts
     needs_true_pixels: bool = False   # only for datasets that know the label-deciding pixels
 
+    @property
+    def order(self) -> str:           # 'morf' or 'lerf': the mask the metrics are computed on
+        return self.facts.order
 
-PROTOCOLS: dict[str, Protocol] = {
-    "roar": Protocol(retrain_protocol("morf"), "morf", True, "remove most important, retrain (Hooker et al.)"),
-    "kar": Protocol(retrain_protocol("lerf"), "lerf", True, "remove least important (keep most), retrain"),
-    "road_morf": Protocol(road_protocol("morf"), "morf", False,
-                          "remove most important, noisy linear imputation, base model (Rong et al.)"),
-    "road_lerf": Protocol(road_protocol("lerf"), "lerf", False,
-                          "remove least important, noisy linear imputation, base model (Rong et al.)"),
-    "mif": Protocol(curves_protocol("mif"), "morf", False,
-                    "base-model accuracy curve, most important first; fidelity = AUC(LIF) - AUC(MIF)"),
-    "lif": Protocol(curves_protocol("lif"), "lerf", False,
-                    "base-model accuracy curve, least important first; fidelity = AUC(LIF) - AUC(MIF)"),
-    "leakage": Protocol(run_leakage, "morf", True, "classifier trained on the binary MoRF mask alone, no pixels"),
-    "sanity": Protocol(run_sanity, "morf", True,
-                       "cascading model randomisation: map rank correlation / SSIM, ROAR of randomised maps"),
-    "robustness": Protocol(run_robustness, "morf", False, "map change under input noise and weight noise"),
-    "groundtruth": Protocol(run_groundtruth, "morf", False,
-                            "precision of top-ranked pixels against the true pixels (synthetic only)",
-                            needs_true_pixels=True),
+    @property
+    def retrains(self) -> bool:       # trains a model per trial (the expensive part)
+        return self.facts.retrains
+
+    @property
+    def description(self) -> str:
+        return self.facts.description
+
+
+def _order(name: str) -> str:
+    return PROTOCOL_FACTS[name].order
+
+
+_RUNS: dict[str, Callable[[TrialContext], dict]] = {
+    "roar": retrain_protocol(_order("roar")),
+    "kar": retrain_protocol(_order("kar")),
+    "road_morf": road_protocol(_order("road_morf")),
+    "road_lerf": road_protocol(_order("road_lerf")),
+    "mif": curves_protocol("mif"),
+    "lif": curves_protocol("lif"),
+    "leakage": run_leakage,
+    "sanity": run_sanity,
+    "robustness": run_robustness,
+    "groundtruth": run_groundtruth,
 }
+_NEEDS_TRUE_PIXELS = frozenset({"groundtruth"})
+
+PROTOCOLS: dict[str, Protocol] = {name: Protocol(run, PROTOCOL_FACTS[name], name in _NEEDS_TRUE_PIXELS)
+                                  for name, run in _RUNS.items()}
 
 __all__ = ["PROTOCOLS", "Protocol", "TrialContext"]

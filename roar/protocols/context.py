@@ -15,7 +15,7 @@ from ..datasets import ImageData
 from ..fills import apply_fill
 from ..models import build_model
 from ..conventions import blur_params, road_noise
-from ..postprocess import PARAMS, postprocess_maps
+from ..postprocess import POSTPROCESS, postprocess_maps
 from ..removal import removal_mask
 from ..spec import TrialSpec
 from ..train import TrainConfig, evaluate, predict_logits, train_model
@@ -76,7 +76,8 @@ class TrialContext:
     @property
     def postprocess_params(self) -> dict:
         s = self.spec
-        blur = {k: v for k, v in blur_params(s).items() if k in PARAMS.get(s.postprocess, {})}
+        taken = POSTPROCESS[s.postprocess].params if s.postprocess in POSTPROCESS else {}
+        blur = {k: v for k, v in blur_params(s).items() if k in taken}
         return {**blur, **dict(s.options).get("postprocess_params", {})}
 
     def maps(self, split: str) -> torch.Tensor:

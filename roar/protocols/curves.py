@@ -21,6 +21,8 @@ import json
 
 import numpy as np
 
+from analysis.contract import PROTOCOL_FACTS
+
 from ..fills import apply_fill
 from ..removal import removal_mask
 from ..spec import TrialSpec
@@ -28,7 +30,7 @@ from .context import TrialContext
 from .options import number_list
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 10) for i in range(11))
-ORDER_OF = {"mif": "morf", "lif": "lerf"}
+ORDER_OF = {name: PROTOCOL_FACTS[name].order for name in ("mif", "lif")}   # the contract says which
 
 
 def curve_fractions(spec: TrialSpec) -> list[float]:

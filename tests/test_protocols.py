@@ -382,7 +382,8 @@ def test_patch_feature_mask():
     assert torch.equal(torch.bincount(mask.flatten()), torch.full((64,), 4))
 
 
-@pytest.mark.parametrize("method", sorted(PERTURBATION_ATTRIBUTIONS))
+# occlusion slides overlapping windows (stride half the side), so its values are not patch sums
+@pytest.mark.parametrize("method", sorted(set(PERTURBATION_ATTRIBUTIONS) - {"occlusion"}))
 def test_perturbation_methods_give_patch_sums_on_an_additive_model(method):
     model = _Linear()
     g = torch.Generator().manual_seed(6)

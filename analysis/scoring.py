@@ -45,7 +45,7 @@ SETUP_COLUMNS = ["subset", "model", "width", "target", "reduction", "sign", "fil
 # Trial-key fields the analysis handles as axes; every other field of config_json is setup.
 ANALYSED_AXES = ("dataset", "attribution", "postprocess", "sigma", "filter_size", "fraction", "protocol", "seed")
 LEVEL_OPTIONS = ("postprocess_params",)   # options that are part of the post-processing level
-# Options that name the Optuna study of a search row (sweep.search_trial.STUDY_OPTION): the row's
+# Options that name the Optuna study of a search row (sweep.search.trial.STUDY_OPTION): the row's
 # ``study`` column carries it, search rows are analysed apart (analysis.gaming), and a search must
 # find its cell's sweep rows in the same setup.
 SEARCH_OPTIONS = ("search_study",)

@@ -201,7 +201,7 @@ def fake_results(seed: int = 0, effect: float = 0.0, n_seeds: int = 3, methods=D
                           ("max_filter", 0, 3, None), ("gamma", 0, 0, {"postprocess_params": {"gamma": 0.5}})]
             for m in methods:
                 for i, (pp, sigma, size, options) in enumerate(transforms):
-                    # like sweep.search_trial.with_study: the study name is an option of the trial key
+                    # like sweep.search.trial.with_study: the study name is an option of the trial key
                     row = scored_row(d, m, protocols[0], pp, sigma, size, f, 0,
                                      {"search_study": f"gaming-{m}", **(options or {})})
                     row.update(study=f"gaming-{m}", search_trial=i, sweep="fake-search")

@@ -361,7 +361,7 @@ def parse_spec(data, source: str = "<spec>", store: str | None = None,
 
 def _with_recipe(path, fixed: dict, source: str, endpoint_url: str | None, problems: Problems) -> dict:
     """fixed plus the fields of a recipe file written by `roar search` (kind: recipe)."""
-    from .search_recipe import read_recipe
+    from .search.recipe import read_recipe
 
     if not isinstance(path, str) or not path:
         problems.add("recipe", f"must be the path or URI of a recipe.yaml, got {path!r}")

@@ -23,9 +23,9 @@ from roar.spec import TrialSpec
 from roar.storage import Store
 from sweep import search as search_mod
 from sweep.rows import read_all
-from sweep.search_recipe import read_recipe, recipe_key
-from sweep.search_spec import parse_search_spec
-from sweep.search_storage import StudySetupError, StudyStore, open_study
+from sweep.search.recipe import read_recipe, recipe_key
+from sweep.search.spec import parse_search_spec
+from sweep.search.storage import StudySetupError, StudyStore, open_study
 from sweep.spec import SpecError
 
 BASE = {"dataset": "synthetic", "subset": 512, "test_subset": 256, "model": "small_cnn", "width": 8, "epochs": 1,

@@ -15,7 +15,7 @@ grid gives the *cells* of the search, and each cell is one Optuna study. Example
       trials: 24               # per study, in total: a rerun tops a study up to this many trials
       seed: 0                  # seed of the TPE sampler
       startup_trials: 8        # random trials before TPE models the space
-      space:                   # see sweep.search_space
+      space:                   # see sweep.search.space
         transform: [gaussian, max_filter, mean_filter, quantize]
         sigma: {low: 0.25, high: 4.0, step: 0.25}
         filter_size: {low: 2, high: 7}
@@ -37,10 +37,10 @@ from typing import Mapping
 
 from roar.spec import TrialSpec
 
-from .fields import Problems, is_int, is_number, unknown_message
-from .grid import expand
-from .search_space import RECIPE_FIELDS, Dim, parse_space
-from .spec import ClusterInfo, SpecError, SweepSpec, parse_spec, read_spec_yaml
+from ..fields import Problems, is_int, is_number, unknown_message
+from ..grid import expand
+from ..spec import ClusterInfo, SpecError, SweepSpec, parse_spec, read_spec_yaml
+from .space import RECIPE_FIELDS, Dim, parse_space
 
 KINDS = ("gaming", "recipe")
 COMMON_KEYS = ("kind", "trials", "seed", "startup_trials", "space")

@@ -1,5 +1,5 @@
 """What one search trial gets and gives back, for both backends (plain Optuna and Ray Tune) and both
-kinds of search (sweep.search_gaming, sweep.search_recipe).
+kinds of search (sweep.search.gaming, sweep.search.recipe).
 
 A search trial is an ordinary trial of the sweep: a TrialSpec, one result row in
 ``STORE/rows/<trial_id>.parquet`` with the ``study`` and ``search_trial`` columns set. Its TrialSpec
@@ -16,7 +16,7 @@ from typing import Callable
 from roar.spec import TrialSpec
 from roar.storage import Store
 
-from .rows import read_row_file, row_file_ok, row_key, write_row
+from ..rows import read_row_file, row_file_ok, row_key, write_row
 
 STUDY_OPTION = "search_study"
 OBJECTIVE = "objective"   # the metric name both backends maximise

@@ -32,9 +32,9 @@ import yaml
 from roar.spec import TrialSpec
 from roar.storage import Store
 
-from .search_space import recipe_fields, space_bounds
-from .search_storage import SEARCH_DIR
-from .search_trial import TrialEnv, TrialOutcome, save_row, search_columns, stored_row, with_study
+from .space import recipe_fields, space_bounds
+from .storage import SEARCH_DIR
+from .trial import TrialEnv, TrialOutcome, save_row, search_columns, stored_row, with_study
 
 CLEAN_PROTOCOL = "clean"     # protocol column of recipe rows: the clean model, nothing removed
 RECIPE_FILE = "recipe.yaml"
@@ -120,7 +120,7 @@ def run_recipe_trial(cell: TrialSpec, params: dict, study: str, number: int, env
     except Exception as exc:  # noqa: BLE001 - a failed recipe is a failed trial, the search goes on
         if reporting["now"]:  # raised by the reporter: pruned / stopped by the scheduler, not a failure
             raise
-        from .rows import failed_row
+        from ..rows import failed_row
         row = failed_row(spec, env.sweep_name, f"{type(exc).__name__}: {exc}")
         row.update(search_columns(study, number))
         save_row(env.store, row)
@@ -202,7 +202,7 @@ def stored_recipe_value_fn(cell: TrialSpec, study: str, env: TrialEnv):
 # --- choosing and writing the recipe -----------------------------------------------------------------
 def study_rows(store: Store, study: str) -> list[dict]:
     """Finished (status ok) clean-model rows of one recipe study."""
-    from .rows import read_all
+    from ..rows import read_all
 
     table = read_all(store)
     return [r for r in table.to_pylist()
@@ -261,9 +261,9 @@ def write_recipe(store: Store, study: str, searched: list[str], source: str) -> 
 def read_recipe(path: str, endpoint_url: str | None = None) -> dict:
     """The ``fixed`` fields of a recipe file (a local path or a store URI such as s3://b/p/recipe.yaml),
     validated as TrialSpec fields; raises ValueError naming the file and the field."""
-    from .fields import Problems, TRIAL_FIELDS, check_value
+    from ..fields import Problems, TRIAL_FIELDS, check_value
 
-    from .yaml_reader import MAX_BYTES, read_yaml_bytes, read_yaml_file
+    from ..yaml_reader import MAX_BYTES, read_yaml_bytes, read_yaml_file
 
     # bounded reads (an endless or huge file is refused, not read), no duplicate keys, no alias bombs
     if "://" in path and not path.startswith("file://"):

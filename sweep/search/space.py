@@ -26,7 +26,7 @@ from typing import Mapping
 
 from analysis.contract import POSTPROCESS_FACTS, STRENGTH_FIELDS, is_reference, param_declaration
 
-from .fields import Problems, check_value, is_int, is_number, unknown_message
+from ..fields import Problems, check_value, is_int, is_number, unknown_message
 
 DIST_KEYS = ("low", "high", "log", "step", "choices")
 IDENTITY = "identity"
@@ -246,7 +246,7 @@ def _parse_dim(name: str, dist, where: str, problems: Problems, check) -> Dim | 
 
 
 def _is_int_field(name: str) -> bool:
-    from .fields import FIELD_RULES
+    from ..fields import FIELD_RULES
     if name in FIELD_RULES:
         return FIELD_RULES[name][0] == "int"
     decl = param_declaration(name)

@@ -9,8 +9,8 @@ import math
 
 from roar.spec import TrialSpec
 
-from .search_space import baseline_params, gaming_fields
-from .search_trial import TrialEnv, TrialOutcome, save_row, search_columns, stored_row, with_study
+from .space import baseline_params, gaming_fields
+from .trial import TrialEnv, TrialOutcome, save_row, search_columns, stored_row, with_study
 
 
 def gaming_spec(cell: TrialSpec, params: dict, study: str) -> TrialSpec:

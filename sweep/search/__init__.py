@@ -4,14 +4,14 @@ process (``--local``).
 
     roar search SPEC [--local] [--trials N] [--store URI] [--address ADDR] [--dry-run] [--verbose]
 
-Two kinds (the spec's ``search.kind``; see sweep.search_spec for the format):
+Two kinds (the spec's ``search.kind``; see sweep.search.spec for the format):
 - ``gaming``: per attribution method, information-free post-processing that maximises the ROAR score
-  (sweep.search_gaming). The raw map is always trial 0 of a study.
+  (sweep.search.gaming). The raw map is always trial 0 of a study.
 - ``recipe``: the cheapest training recipe that reaches a target clean accuracy, written to
-  ``STORE/search/<study>/recipe.yaml`` (sweep.search_recipe).
+  ``STORE/search/<study>/recipe.yaml`` (sweep.search.recipe).
 
 Every trial writes an ordinary result row (``study`` and ``search_trial`` set). Studies live in the
-store (sweep.search_storage); rerunning the same command continues them: a study is topped up to
+store (sweep.search.storage); rerunning the same command continues them: a study is topped up to
 ``search.trials`` finished trials (``--trials`` raises the budget), never started over. With a fixed
 ``search.seed`` a ``--local`` search repeats exactly; under Ray Tune, trials that run concurrently
 finish in an order that depends on timing, so the sampled points may differ between runs.
@@ -33,14 +33,14 @@ from typing import Callable
 
 from roar.storage import Store
 
-from .search_gaming import gaming_summary, run_gaming_trial, stored_gaming_value
-from .search_recipe import recipe_summary, run_recipe_trial, stored_recipe_value_fn
-from .search_space import Dim, baseline_params, space_bounds, suggest
-from .search_spec import Cell, SearchSpec, load_search_spec
-from .search_storage import (StudySetupError, StudyStore, counted_trials, enqueue_baseline, open_study,
+from ..spec import SpecError
+from .gaming import gaming_summary, run_gaming_trial, stored_gaming_value
+from .recipe import recipe_summary, run_recipe_trial, stored_recipe_value_fn
+from .space import Dim, baseline_params, space_bounds, suggest
+from .spec import Cell, SearchSpec, load_search_spec
+from .storage import (StudySetupError, StudyStore, counted_trials, enqueue_baseline, open_study,
                              resolve_orphans, sampler_for)
-from .search_trial import OBJECTIVE, TrialEnv, TrialFailed
-from .spec import SpecError
+from .trial import OBJECTIVE, TrialEnv, TrialFailed
 
 Out = Callable[[str], None]
 
@@ -124,8 +124,8 @@ def _stages_ray(spec: SearchSpec, cells: list[Cell], store: Store, out: Out) -> 
     """Stage A/B as Ray tasks through the sweep runner; returns {study: error}."""
     from roar.artifacts import maps_meta_key, model_meta_key
 
-    from .grid import stage_jobs
-    from .runner import Plan, run_stages
+    from ..grid import stage_jobs
+    from ..runner import Plan, run_stages
 
     trials = [c.spec for c in cells]
     jobs = stage_jobs(trials)
@@ -232,7 +232,7 @@ def optimize_tune(spec: SearchSpec, cell: Cell, study, n_new: int, env: TrialEnv
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=OBJECTIVE, mode="max",
                                   max_t=int(space_bounds(spec.space, "epochs") or cell.spec.epochs),
                                   grace_period=pruning["grace_epochs"], reduction_factor=pruning["reduction_factor"])
-    from .runner import keep_credentials_out_of_ray_logs
+    from ..runner import keep_credentials_out_of_ray_logs
     keep_credentials_out_of_ray_logs()  # Tune would copy AWS keys into runtime_envs, which Ray logs
     trainable = tune.with_parameters(_tune_trial, kind_name=spec.kind, cell=cell, env=env)
     trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
@@ -285,7 +285,7 @@ def run_search(spec: SearchSpec, local: bool = False, address: str | None = None
 
     started_ray = False
     if not local:
-        from .runner import connect
+        from ..runner import connect
         started_ray = connect(address, verbose)
     try:
         errors = {}

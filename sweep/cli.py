@@ -114,7 +114,11 @@ def cmd_status(args) -> int:
         except SpecError as exc:
             print(exc, file=sys.stderr)
             return 2
-    status = store_status(Store(args.store, _endpoint()), spec)
+    try:
+        status = store_status(Store(args.store, _endpoint()), spec)
+    except FileNotFoundError as exc:
+        print(f"roar status: {exc}", file=sys.stderr)
+        return 2
     print(status.text(args.store))
     if args.failed:
         print("\n".join(status.failed_ids))
@@ -126,8 +130,12 @@ def cmd_compact(args) -> int:
 
     try:
         report = compact(Store(args.store, _endpoint()))
+    except FileNotFoundError as exc:
+        print(f"roar compact: {exc}", file=sys.stderr)
+        return 2
     except CompactError as exc:
-        print(f"compaction stopped, nothing deleted: {exc}", file=sys.stderr)
+        print(f"compaction stopped: {exc}\nwhat it did before stopping:\n{exc.report.text(args.store)}",
+              file=sys.stderr)
         return 1
     print(report.text(args.store))
     return 0

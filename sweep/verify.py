@@ -24,6 +24,7 @@ credentials.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 from analysis.schema import COLUMNS, PROVENANCE_COLUMNS, STATUSES, SchemaError, conform
 from roar.artifacts import MAPS_DIR, MODELS_DIR, maps_meta_key, model_meta_key, verify_artifact
 from roar.spec import TrialSpec, content_key
+from analysis import layout, store_read
 from roar.storage import TMP_PREFIX, Store
 
 from . import rows
@@ -131,6 +133,7 @@ def _list_files(store: Store) -> dict[str, int]:
 
 
 def _parse(store: Store, key: str, size: int) -> ParsedFile:
+    """A compacted part, read whole: partition columns come from its path (``analysis.layout``)."""
     parsed = ParsedFile(key, size)
     if size == 0:
         parsed.error = "empty file (0 bytes)"
@@ -140,6 +143,9 @@ def _parse(store: Store, key: str, size: int) -> ParsedFile:
     except (OSError, pa.ArrowException, ValueError) as exc:
         parsed.error = f"truncated or not Parquet ({size} bytes): {_first_line(exc)}"
         return parsed
+    for column, value in layout.partition_values(key).items():
+        if column not in table.column_names:
+            table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
     try:
         parsed.rows = conform(table).to_pylist()
     except SchemaError as exc:
@@ -163,7 +169,32 @@ def _map(store: Store, fn: Callable, items: list) -> list:
         return list(pool.map(fn, items))
 
 
-def inventory(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> Inventory:
+def _row_files(store: Store, full: bool) -> list[ParsedFile]:
+    """Row files through the row index, read only (each validated once when it entered it: parses, schema,
+    trial_id equal to its name, status); ``full`` ignores the index and reads every file again."""
+    scan = (store_read.scan_rows(store.fs, store.root, update_index=False) if not full else
+            _scan_without_index(store))
+    out = [ParsedFile(key, scan.stamps[key][0], error=reason) for key, reason in scan.invalid]
+    out += [ParsedFile(key, scan.stamps[key][0], rows=[row]) for key, row in zip(scan.keys, scan.table.to_pylist())]
+    return sorted(out, key=lambda p: p.key)
+
+
+def _scan_without_index(store: Store) -> store_read.RowScan:
+    stamps = {f"{layout.ROWS_DIR}/{k}": v for k, v in
+              store_read.list_files(store.fs, store.path(layout.ROWS_DIR)).items()}
+    keys, tables, invalid = [], [], []
+    for key in sorted(stamps):
+        table, reason = store_read.read_row_file(store.fs, store.root, key)
+        if table is None:
+            invalid.append((key, reason))
+        else:
+            keys.append(key)
+            tables.append(table)
+    body = store_read.conform_batch(tables)
+    return store_read.RowScan(table=body, keys=keys, stamps=stamps, invalid=invalid, read_now=len(stamps))
+
+
+def inventory(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = False) -> Inventory:
     every = _list_files(store)
     temp = sorted(k for k in every if posixpath.basename(k).startswith(TMP_PREFIX))
     files = {k: s for k, s in every.items() if not posixpath.basename(k).startswith(TMP_PREFIX)}
@@ -171,18 +202,23 @@ def inventory(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> Inventory:
     def parquet_under(folder: str) -> list[str]:
         return sorted(k for k in files if k.startswith(folder + "/") and k.endswith(rows.SUFFIX))
 
-    row_keys, part_keys = parquet_under(rows.ROWS_DIR), parquet_under(rows.COMPACTED_DIR)
+    part_keys = parquet_under(rows.COMPACTED_DIR)
     parse = lambda k: _parse(store, k, files[k])  # noqa: E731
-    return Inventory(store, files, temp, _map(store, parse, row_keys), _map(store, parse, part_keys),
+    return Inventory(store, files, temp, _row_files(store, full), _map(store, parse, part_keys),
                      list(spec_trials))
 
 
 # --- checks ------------------------------------------------------------------------------------------
-def _trial_of(row: dict) -> TrialSpec | None:
+@functools.lru_cache(maxsize=200_000)  # a row's spec is needed by several checks
+def _spec_of(config_json: str | None) -> TrialSpec | None:
     try:
-        return TrialSpec.from_dict(json.loads(row["config_json"]))
+        return TrialSpec.from_dict(json.loads(config_json))
     except (TypeError, ValueError, KeyError):
         return None
+
+
+def _trial_of(row: dict) -> TrialSpec | None:
+    return _spec_of(row.get("config_json"))
 
 
 def check_rows(inv: Inventory) -> Iterable[Finding]:
@@ -350,9 +386,10 @@ CHECKS: dict[str, Callable[[Inventory], Iterable[Finding]]] = {
 }
 
 
-def verify_store(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> VerifyReport:
-    """Run every check over the store. Raises FileNotFoundError when the store does not exist."""
-    inv = inventory(store, spec_trials)
+def verify_store(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = False) -> VerifyReport:
+    """Run every check over the store. Raises FileNotFoundError when the store does not exist.
+    full: read every row file again instead of trusting the row index for files it has validated."""
+    inv = inventory(store, spec_trials, full)
     findings = [f for check in CHECKS.values() for f in check(inv)]
     found, _ = _artifacts(inv)
     ids = {r["trial_id"] for p in inv.row_files + inv.compacted for r in p.rows}
@@ -369,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", help="sweep spec whose trials' artifacts are not orphans (and whose "
                                   "storage.endpoint_url is used)")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings (orphans, temp files) too")
+    p.add_argument("--full", action="store_true", help="re-read every row file instead of trusting the row index "
+                                                       "(which holds each file's validated row, keyed by size and time)")
     args = p.parse_args(argv)
     spec = None
     if args.spec:
@@ -381,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         report = verify_store(Store(args.store, spec.endpoint_url if spec else None),
-                              expand(spec) if spec else ())
+                              expand(spec) if spec else (), full=args.full)
     except (FileNotFoundError, OSError) as exc:
         print(f"roar verify: cannot read {args.store!r}: {exc}", file=sys.stderr)
         return 2

@@ -64,7 +64,10 @@ def test_new_rows_and_a_retried_trial_merge_into_existing_parts(store):
     compact(store)
     after = stored(store)
     assert len(after) == 9 and after[failed_id]["status"] == "ok"
-    assert len(files(store)) == 4 and store.list("rows") == []
+    assert store.list("rows") == []
+    # the retried trial's partition was rewritten as one part; the new row got a part of its own
+    assert len(store.list("compacted/dataset=digits/protocol=kar")) == 1
+    assert len(store.list("compacted/dataset=synthetic/protocol=roar")) == 2
     table = rows.read_rows(store, files(store), ["trial_id"])
     assert table.num_rows == 9                    # the failed version is gone, not duplicated
 
@@ -80,25 +83,28 @@ def test_interrupted_compaction_leaves_duplicates_that_the_next_one_merges(store
     assert len(files(store)) == 4
 
 
-def test_damaged_row_file_is_reported_not_merged(store, tmp_path):
+def test_damaged_row_file_is_quarantined_named_and_not_merged(store, tmp_path):
     bad = make_row(30)
     (tmp_path / "store" / "rows" / f"{bad['trial_id']}.parquet").write_bytes(b"PAR1trunc")
     report = compact(store)
-    assert report.bad_row_files == [rows.row_key(bad["trial_id"])]
-    assert store.list("rows") == [rows.row_key(bad["trial_id"])]  # left for `roar run` to redo
-    assert len(stored(store)) == 8
+    key = rows.row_key(bad["trial_id"])
+    assert report.bad_row_files == [key] and store.list("rows") == []
+    dest = report.quarantined[key]
+    assert dest.startswith(f"quarantine/{key}.") and store.read_bytes(dest) == b"PAR1trunc"
+    assert f"moved invalid row file {key} to {dest}: truncated or not Parquet" in report.text(store.uri)
+    assert len(stored(store)) == 8 and bad["trial_id"] not in rows.scan(store).done
 
 
-def test_failed_verification_deletes_nothing(store, monkeypatch):
+def test_failed_verification_deletes_nothing_of_that_partition(store, monkeypatch):
     before_files, before = files(store), stored(store)
-    real = rows.read_row_file
+    real = compact_mod.store_read.read_part
 
-    def lossy(s, key, columns=None):
-        table = real(s, key, columns)
-        return table.slice(1) if key.startswith("compacted/") else table  # the new part "lost" a row
+    def lossy(fs, path, columns=None):
+        table = real(fs, path, columns)
+        return table.slice(1) if "/compacted/" in path else table  # the new part "lost" a row
 
-    monkeypatch.setattr(compact_mod.rows, "read_row_file", lossy)
-    with pytest.raises(CompactError, match="inputs were kept"):
+    monkeypatch.setattr(compact_mod.store_read, "read_part", lossy)
+    with pytest.raises(CompactError, match="were all kept"):
         compact(store)
     monkeypatch.undo()
     assert set(before_files) <= set(files(store))  # all row files still there

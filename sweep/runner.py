@@ -47,7 +47,8 @@ class Plan:
     jobs: StageJobs                              # stage jobs the todo trials need
     cached_models: set[str] = field(default_factory=set)
     cached_maps: set[str] = field(default_factory=set)
-    pruned: list[str] = field(default_factory=list)  # invalid row files moved to quarantine/: "key -> dest: why"
+    pruned: list[str] = field(default_factory=list)  # invalid row files moved to quarantine/
+    quarantine_lines: list[str] = field(default_factory=list)  # "key -> quarantine key: why", one per file
     retry: list[str] = field(default_factory=list)   # failed trials selected for a rerun
 
 
@@ -72,8 +73,9 @@ def make_plan(spec: SweepSpec, retry_failed: bool = False, prune_bad: bool = Tru
     jobs = stage_jobs(todo)
     cached_models = {k for k in jobs.base_models if store.exists(model_meta_key(k))}
     cached_maps = {k for k in jobs.maps if store.exists(maps_meta_key(k))}
-    pruned = [f"{k} -> {d}: {stored.reasons[k]}" for k, d in sorted(stored.quarantined.items())]
-    return Plan(spec, store, grid_points(spec), trials, done, todo, jobs, cached_models, cached_maps, pruned, retry)
+    moved = [f"{k} -> {d}: {stored.reasons[k]}" for k, d in sorted(stored.quarantined.items())]
+    return Plan(spec, store, grid_points(spec), trials, done, todo, jobs, cached_models, cached_maps,
+                pruned=sorted(stored.quarantined), quarantine_lines=moved, retry=retry)
 
 
 def estimate(plan: Plan, cluster: ClusterInfo) -> dict:
@@ -296,7 +298,7 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
     plan = make_plan(spec, retry_failed=retry_failed)
     if plan.pruned:
         out(f"[{spec.name}] {len(plan.pruned)} invalid row file(s) moved to quarantine/; their trials run again:\n"
-            + "\n".join(f"  {p}" for p in plan.pruned))
+            + "\n".join(f"  {line}" for line in plan.quarantine_lines))
     if not plan.todo:
         out(f"[{spec.name}] all {len(plan.trials)} trials already done in {spec.store}; nothing to run")
         return _summary(plan, start, ran=0)

@@ -109,3 +109,56 @@ def test_failed_verification_deletes_nothing_of_that_partition(store, monkeypatc
     monkeypatch.undo()
     assert set(before_files) <= set(files(store))  # all row files still there
     assert stored(store) == before
+
+
+# --- kill -9 at any point -------------------------------------------------------------------------
+CRASHING_COMPACT = '''
+import os, signal, sys
+from roar.storage import Store
+from sweep.compact import compact
+
+uri, op, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+real = getattr(Store, op)
+calls = [0]
+
+def crashing(self, *args):
+    real(self, *args)
+    calls[0] += 1
+    if calls[0] == after:                      # the op landed; the process dies before anything else
+        os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(Store, op, crashing)
+compact(Store(uri))
+'''
+
+
+def _raw_ids(store: Store) -> list[str]:
+    """Trial ids as a plain reader sees them: every row of compacted/ and rows/, no dedupe."""
+    return [r for k in files(store) if not k.startswith(("_index/", "quarantine/"))
+            for r in rows.read_row_file(store, k, ["trial_id"]).column("trial_id").to_pylist()]
+
+
+@pytest.mark.parametrize("op,after", [("write_bytes", 1), ("write_bytes", 2), ("write_bytes", 3),
+                                      ("delete", 1), ("delete", 4), ("delete", 9)])
+def test_kill_9_mid_compaction_loses_and_duplicates_nothing(store, tmp_path, op, after):
+    import subprocess
+    import sys
+
+    compact(store)                                             # a compacted store ...
+    failed_id = make_row(5, dataset="digits", protocol="kar")["trial_id"]
+    rows.write_row(store, make_row(5, status="ok", dataset="digits", protocol="kar", finished_minute=3))
+    for i in range(40, 52):                                     # ... a retried trial and 12 new rows
+        rows.write_row(store, make_row(i, dataset=("synthetic", "digits")[i % 2], protocol=("roar", "kar")[i % 3 > 0]))
+    expected = stored(store)
+    assert len(expected) == 20 and expected[failed_id]["status"] == "ok"
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_COMPACT)
+    proc = subprocess.run([sys.executable, str(script), store.uri, op, str(after)], capture_output=True,
+                          timeout=120, env={**__import__("os").environ})
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert stored(store) == expected                            # readers that dedupe: nothing lost
+    report = compact(store)                                     # the next compaction repairs the rest
+    assert stored(store) == expected and store.list("rows") == []
+    raw = _raw_ids(store)
+    assert sorted(raw) == sorted(expected)                      # plain readers: each trial exactly once
+    assert report.trials_after == 20

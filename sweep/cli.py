@@ -126,13 +126,16 @@ def cmd_status(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from .compact import CompactError, compact
+    from .compact import CompactBusy, CompactError, compact
 
     try:
         report = compact(Store(args.store, _endpoint()))
     except FileNotFoundError as exc:
         print(f"roar compact: {exc}", file=sys.stderr)
         return 2
+    except CompactBusy as exc:
+        print(f"roar compact: {exc}; nothing was changed", file=sys.stderr)
+        return 1
     except CompactError as exc:
         print(f"compaction stopped: {exc}\nwhat it did before stopping:\n{exc.report.text(args.store)}",
               file=sys.stderr)

@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -29,7 +34,13 @@ from roar.storage import Store
 from . import rows
 
 MAX_PARTS = 16   # parts per partition before they are merged into one
+LOCK_KEY = "_compact.lock"
+STALE_LOCK_SECONDS = 600.0   # a lock this old (or of a dead process on this host) was left by a crash
 _PART_SCHEMA = pa.schema([SCHEMA.field(c) for c in COLUMNS if c not in layout.PARTITION_COLUMNS])
+
+
+class CompactBusy(RuntimeError):
+    """Another compaction holds the store's lock: two at once could leave a trial in two parts."""
 
 
 class CompactError(RuntimeError):
@@ -117,9 +128,81 @@ class _Partition:
     rewrite_because: str | None = None
 
 
-def compact(store: Store) -> CompactReport:
+def compact(store: Store, wait_seconds: float = 0.0) -> CompactReport:
+    """Fold new row files into compacted/ (see the module docstring). Raises FileNotFoundError for a
+    missing store, CompactBusy while another compaction runs (after waiting up to wait_seconds for
+    it), CompactError when a written part does not read back as its inputs (that partition's inputs
+    are all kept)."""
     if not store.is_dir():
         raise FileNotFoundError(f"results store {store.uri!r} does not exist")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with _lock(store):
+                return _compact(store)
+        except CompactBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+@contextmanager
+def _lock(store: Store):
+    """One compaction per store at a time (sweeps ending together each compact). Local: an exclusive
+    create; object stores: check then write (best effort). A crashed holder's lock is taken over."""
+    me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+    path = store.path(LOCK_KEY)
+    for attempt in range(2):
+        try:
+            if store.is_local:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, me)
+                os.close(fd)
+            elif store.exists(LOCK_KEY):
+                raise FileExistsError(path)
+            else:
+                store.write_bytes(LOCK_KEY, me)
+            break
+        except FileExistsError:
+            holder = _stale_holder(store)
+            if attempt or holder is None:
+                raise CompactBusy(f"another compaction is running on {store.uri} ({LOCK_KEY}); run `roar compact` "
+                                  f"after it ends") from None
+            try:
+                store.delete(LOCK_KEY)                      # left by a crashed compaction: take it over
+            except FileNotFoundError:
+                pass
+    try:
+        yield
+    finally:
+        try:
+            store.delete(LOCK_KEY)
+        except FileNotFoundError:
+            pass
+
+
+def _stale_holder(store: Store) -> str | None:
+    """Who held a lock that is no longer held (a dead process on this host, or too old), else None."""
+    try:
+        info = json.loads(store.read_bytes(LOCK_KEY))
+        host, pid, since = info["host"], int(info["pid"]), float(info["time"])
+    except FileNotFoundError:
+        return "gone"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable lock"
+    if time.time() - since > STALE_LOCK_SECONDS:
+        return f"{host}:{pid}, {time.time() - since:.0f} s old"
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"{host}:{pid}, not running"
+        except PermissionError:
+            return None
+    return None
+
+
+def _compact(store: Store) -> CompactReport:
     report = CompactReport()
     scan = store_read.scan_rows(store.fs, store.root)                # every column: rows go into parts
     for key, reason in scan.invalid:

@@ -54,6 +54,19 @@ def row_file_ok(store: Store, key: str) -> bool:
     return table is not None
 
 
+def trial_done(store: Store, spec: TrialSpec) -> bool:
+    """A valid row of this trial is stored: its row file, or an ok row in its compacted partition
+    (another sweep on the same store may have compacted it; a compacted failed row is being retried).
+    Reads one file, or two columns of the few parts of one partition."""
+    if row_file_ok(store, row_key(spec.trial_id)):
+        return True
+    folder = layout.partition_dir({"dataset": spec.dataset, "protocol": spec.protocol})
+    keys = [f"{folder}/{k}" for k in store_read.list_files(store.fs, store.path(folder))]
+    tables, _ = store_read.read_parts(store.fs, store.root, keys, ["trial_id", "status"])
+    return any((spec.trial_id, "ok") in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist())
+               for t in tables)
+
+
 @dataclass
 class StoredRows:
     """What the store holds: trial ids with a valid row, and the row files that are not valid."""

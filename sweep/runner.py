@@ -333,11 +333,11 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
 
 def _compact_at_end(plan: Plan, out: Out) -> None:
     """Fold this run's row files into compacted/ (incremental, kill-safe); a failure loses nothing."""
-    from .compact import CompactError, compact
+    from .compact import CompactBusy, CompactError, compact
 
     try:
-        report = compact(plan.store)
-    except (CompactError, OSError) as exc:
+        report = compact(plan.store, wait_seconds=300)  # another sweep on this store may be compacting
+    except (CompactBusy, CompactError, OSError) as exc:
         out(f"[{plan.spec.name}] compaction skipped ({exc}); every row is safe in rows/: "
             f"run `roar compact {plan.spec.store}` later")
         return

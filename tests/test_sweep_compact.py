@@ -162,3 +162,17 @@ def test_kill_9_mid_compaction_loses_and_duplicates_nothing(store, tmp_path, op,
     raw = _raw_ids(store)
     assert sorted(raw) == sorted(expected)                      # plain readers: each trial exactly once
     assert report.trials_after == 20
+
+
+def test_one_compaction_at_a_time_and_a_crashed_holder_is_taken_over(store, tmp_path):
+    import json
+    import socket
+
+    lock = tmp_path / "store" / compact_mod.LOCK_KEY
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": __import__("os").getpid(),
+                                "time": __import__("time").time()}))      # held by a live process
+    with pytest.raises(compact_mod.CompactBusy, match="another compaction is running"):
+        compact(store)
+    assert len(store.list("rows")) == 8                                   # nothing changed
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 7, "time": 0}))  # crashed
+    assert compact(store).row_files_merged == 8 and not lock.exists()

@@ -223,16 +223,18 @@ def _live(entries: pa.Table, stamps: dict) -> pa.Table:
     return entries.take(pa.array(sorted(chosen.values()), pa.int64()))
 
 
-def scan_rows(fs, root: str, columns: list[str] | None = None, update_index: bool = True) -> RowScan:
+def scan_rows(fs, root: str, columns: list[str] | None = None, update_index: bool = True,
+              use_index: bool = True) -> RowScan:
     """Every valid row file of the store at ``root``; see the module docstring.
 
     columns: contract columns wanted in ``RowScan.table`` (None = all). update_index: add the rows read
     now to the index (skipped silently where the store is read-only: the index is only a cache).
+    use_index: False reads and validates every row file again (``roar verify --full``).
     """
     cols = list(COLUMNS) if columns is None else [c for c in COLUMNS if c in set(columns) | {"trial_id"}]
     stamps = {f"{layout.ROWS_DIR}/{k}": v for k, v in list_files(fs, posixpath.join(root, layout.ROWS_DIR)).items()}
     threads = threads_for(fs)
-    seg_paths = _segments(fs, root) if stamps else []
+    seg_paths = _segments(fs, root) if stamps and use_index else []
     segs = [s for s in pmap(lambda p: _read_segment(fs, p, cols), seg_paths, threads) if s is not None]
     entries = pa.concat_tables(segs, promote_options="permissive") if segs else None
     known = _live(entries, stamps) if entries is not None else None

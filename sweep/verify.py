@@ -30,7 +30,6 @@ import json
 import math
 import posixpath
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -50,7 +49,6 @@ PROBLEM, WARNING = "problem", "warning"
 SKIPPED_DIRS = ("_tune/",)  # Ray Tune's bookkeeping of an errored local run: not results
 # Columns that may differ between two correct runs of one trial (where, when, how long, which sweep).
 VOLATILE_COLUMNS = set(PROVENANCE_COLUMNS) | {"sweep", "error"}
-_IO_THREADS = 16  # object stores are latency-bound: read many small files at once
 
 
 @dataclass(frozen=True)
@@ -162,36 +160,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
-def _map(store: Store, fn: Callable, items: list) -> list:
-    if store.is_local or len(items) < 8:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(_IO_THREADS) as pool:
-        return list(pool.map(fn, items))
-
-
 def _row_files(store: Store, full: bool) -> list[ParsedFile]:
     """Row files through the row index, read only (each validated once when it entered it: parses, schema,
     trial_id equal to its name, status); ``full`` ignores the index and reads every file again."""
-    scan = (store_read.scan_rows(store.fs, store.root, update_index=False) if not full else
-            _scan_without_index(store))
+    scan = store_read.scan_rows(store.fs, store.root, update_index=False, use_index=not full)
     out = [ParsedFile(key, scan.stamps[key][0], error=reason) for key, reason in scan.invalid]
     out += [ParsedFile(key, scan.stamps[key][0], rows=[row]) for key, row in zip(scan.keys, scan.table.to_pylist())]
     return sorted(out, key=lambda p: p.key)
-
-
-def _scan_without_index(store: Store) -> store_read.RowScan:
-    stamps = {f"{layout.ROWS_DIR}/{k}": v for k, v in
-              store_read.list_files(store.fs, store.path(layout.ROWS_DIR)).items()}
-    keys, tables, invalid = [], [], []
-    for key in sorted(stamps):
-        table, reason = store_read.read_row_file(store.fs, store.root, key)
-        if table is None:
-            invalid.append((key, reason))
-        else:
-            keys.append(key)
-            tables.append(table)
-    body = store_read.conform_batch(tables)
-    return store_read.RowScan(table=body, keys=keys, stamps=stamps, invalid=invalid, read_now=len(stamps))
 
 
 def inventory(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = False) -> Inventory:
@@ -204,7 +179,7 @@ def inventory(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = 
 
     part_keys = parquet_under(rows.COMPACTED_DIR)
     parse = lambda k: _parse(store, k, files[k])  # noqa: E731
-    return Inventory(store, files, temp, _row_files(store, full), _map(store, parse, part_keys),
+    return Inventory(store, files, temp, _row_files(store, full), store_read.pmap(parse, part_keys, store_read.threads_for(store.fs)),
                      list(spec_trials))
 
 

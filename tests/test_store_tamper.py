@@ -103,3 +103,29 @@ def test_store_commands_on_a_missing_store_fail_clearly(tmp_path, capsys, comman
     err = capsys.readouterr().err
     assert "no-such-store" in err and "does not exist" in err
     assert not (tmp_path / "no-such-store").exists()
+
+
+def test_index_is_trusted_by_stamp_and_verify_full_rereads_every_file(tmp_path):
+    """The row index keys each validated row by its file's size and mtime: a change to either is read
+    again. An edit that keeps both (a deliberate forgery) needs `roar verify --full`."""
+    import os
+
+    from sweep.verify import PROBLEM, verify_store
+
+    spec = load_spec(SMOKE, store=str(tmp_path / "store"), cluster=ClusterInfo(cpus=2, gpus=0))
+    store = Store(spec.store)
+    trials = make_plan(spec).trials
+    for t in trials[:2]:
+        rows.write_row(store, ok_row(t))
+    assert store_status(store).ok == 2                            # validated into the index
+    key = rows.row_key(trials[0].trial_id)
+    path = store.path(key)
+    data, stat = bytearray(Path(path).read_bytes()), os.stat(path)
+    data[len(data) // 3] ^= 0xFF                                  # a changed byte, same size ...
+    Path(path).write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))       # ... and the old mtime
+    assert [f for f in verify_store(store).findings if f.severity == PROBLEM] == []
+    full = [f for f in verify_store(store, full=True).findings if f.severity == PROBLEM]
+    assert [f.key for f in full] == [key]
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # any real rewrite moves the mtime:
+    assert store_status(store).bad_files == 1                     # read again, found out

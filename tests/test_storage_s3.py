@@ -86,7 +86,7 @@ def sweep_to_s3(tmp_path, s3, sweep_process, monkeypatch, capsys, small: bool):
     keys = sorted(k[len("sweeps/smoke/"):] for k in objects if not k.endswith("/"))
     assert [k for k in keys if k.startswith("rows/")] == []              # compacted at the end of the sweep
     parts = [k for k in keys if k.startswith("compacted/")]
-    stored_ids = rows.read_rows(Store(uri), parts, ["trial_id"]).column("trial_id").to_pylist()
+    stored_ids = rows.read_rows(Store(uri, s3.endpoint), parts, ["trial_id"]).column("trial_id").to_pylist()
     assert sorted(stored_ids) == sorted(ids)                             # every trial exactly once
     assert not [k for k in keys if ".tmp-" in k or k.startswith("_tune")]
     n_maps = 1 if small else 2

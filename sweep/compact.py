@@ -117,10 +117,6 @@ def _part_key(partition: str, table: pa.Table) -> str:
     return f"{partition}/part-{digest}{layout.SUFFIX}"
 
 
-def _partition(row_values: dict) -> str:
-    return layout.partition_dir(row_values)
-
-
 @dataclass
 class _Partition:
     parts: list[str] = field(default_factory=list)
@@ -230,7 +226,7 @@ def _compact(store: Store) -> CompactReport:
     dataset, protocol = new.column("dataset").to_pylist(), new.column("protocol").to_pylist()
     already: list[int] = []
     for i, trial_id in enumerate(ids):
-        home = parts.setdefault(_partition({"dataset": dataset[i], "protocol": protocol[i]}), _Partition())
+        home = parts.setdefault(layout.partition_dir({"dataset": dataset[i], "protocol": protocol[i]}), _Partition())
         there = in_parts.get(trial_id, [])
         if there and all(v == (statuses[i], finished[i]) for _, v in there):
             already.append(i)
@@ -265,9 +261,11 @@ def _compact(store: Store) -> CompactReport:
 
 
 def _old_layout(store: Store, part_keys: list[str]) -> bool:
+    """A part written before the partition columns moved to the path only (footer read only)."""
     for key in part_keys:
         try:
-            names = pq.read_schema(store.fs.open_input_file(store.path(key))).names
+            with store.fs.open_input_file(store.path(key)) as f:
+                names = pq.read_schema(f).names
         except (OSError, pa.ArrowException):
             continue
         if any(c in names for c in layout.PARTITION_COLUMNS):

@@ -176,3 +176,38 @@ def test_one_compaction_at_a_time_and_a_crashed_holder_is_taken_over(store, tmp_
     assert len(store.list("rows")) == 8                                   # nothing changed
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 7, "time": 0}))  # crashed
     assert compact(store).row_files_merged == 8 and not lock.exists()
+
+
+def test_parts_of_the_old_layout_are_rewritten_without_partition_columns(store):
+    import pyarrow.parquet as pq
+
+    from analysis import layout
+
+    before = stored(store)
+    table = rows.read_all(store)                                 # as the old compaction wrote them:
+    for d in ("synthetic", "digits"):                            # partition columns inside the file too
+        for p in ("roar", "kar"):
+            part = table.filter((table.column("dataset").to_numpy(zero_copy_only=False) == d)
+                                & (table.column("protocol").to_numpy(zero_copy_only=False) == p))
+            store.write_bytes(f"{layout.partition_dir({'dataset': d, 'protocol': p})}/part-old.parquet",
+                              _parquet(part))
+    for key in store.list("rows"):
+        store.delete(key)
+    assert stored(store) == before
+    report = compact(store)
+    assert len(report.partitions_rewritten) == 4 and report.parts_deleted == 4
+    parts = store.list("compacted")
+    assert len(parts) == 4 and not [k for k in parts if k.endswith("part-old.parquet")]
+    for key in parts:
+        assert not {"dataset", "protocol"} & set(pq.read_schema(store.path(key)).names)
+    assert stored(store) == before
+
+
+def _parquet(table) -> bytes:
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()

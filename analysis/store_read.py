@@ -56,7 +56,7 @@ def list_files(fs, folder: str, suffix: str = layout.SUFFIX) -> dict[str, tuple[
     for fi in fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
         if fi.type != pafs.FileType.File or layout.ignored(fi.base_name) or not fi.base_name.endswith(suffix):
             continue
-        rel = posixpath.relpath(fi.path, folder)
+        rel = fi.path[len(folder):].lstrip("/")   # not posixpath.relpath: 10x slower at 100k files
         if any(layout.ignored(p) for p in rel.split("/")[:-1]):
             continue
         out[rel] = (fi.size, fi.mtime_ns or 0)

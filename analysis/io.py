@@ -102,16 +102,10 @@ def from_table(table: pa.Table | pd.DataFrame, filters: dict | None = None, sour
         if extra:  # derived columns of an earlier derive() are recomputed below
             table = table.drop(columns=extra)
         table = conform(pa.Table.from_pandas(table, preserve_index=False))
-    df = table.to_pandas()
-    n_before = len(df)
-    if n_before:
-        # a rerun may leave an old failed row beside the new ok one: keep ok, then the newest
-        df = df.assign(_failed=(df["status"] != "ok"))
-        df = df.sort_values(["_failed", "finished_at"], ascending=[True, False], na_position="last",
-                            kind="stable")
-        df = df.drop_duplicates("trial_id", keep="first").drop(columns="_failed").sort_index()
+    n_before = table.num_rows
+    # a rerun may leave an old failed row beside the new ok one: keep ok, then the newest (the store's rule)
+    df = layout.dedupe(table).to_pandas()
     n_dup = n_before - len(df)
-    df = df.reset_index(drop=True)
     ok = derive(df[df["status"] == "ok"].reset_index(drop=True))
     failed = df[df["status"] != "ok"].reset_index(drop=True)
     ok = _apply_filters(ok, filters).reset_index(drop=True)

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL")
+    from analysis.layout import env_endpoint
+
+    return env_endpoint()
 
 
 def cmd_run(args, argv: list[str]) -> int:

@@ -3,27 +3,25 @@
 ``load(path)`` never aborts on a bad file: a corrupt, empty, truncated or non-conforming file is
 skipped with a warning naming it, and listed in ``Results.skipped``. Rows with status 'failed' are kept
 apart in ``Results.failed``. Paths may be local, ``file://``, ``s3://`` (``AWS_ENDPOINT_URL`` is used as
-the endpoint of S3-compatible servers) or ``gs://``. Only pyarrow is used: no roar, torch or Ray.
+the endpoint of S3-compatible servers) or ``gs://``. A store is read through its row index
+(``analysis.store_read``): each row file is validated once, later loads read only files not seen
+before. Only pyarrow is used: no roar, torch or Ray.
 """
 from __future__ import annotations
 
 import os
 import posixpath
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from .schema import COLUMNS, SchemaError, conform, rows_to_table
+from . import layout, store_read
+from .layout import STORE_FOLDERS, TMP_PREFIX, filesystem  # noqa: F401  (public names of this module)
+from .schema import COLUMNS, conform, rows_to_table
 from .scoring import derive
-
-TMP_PREFIX = ".tmp-"          # the store's in-flight files (roar.storage.TMP_PREFIX)
-STORE_FOLDERS = ("rows", "compacted")  # where a store keeps its Parquet rows
 
 
 class SkippedFileWarning(UserWarning):
@@ -52,33 +50,9 @@ class Results:
                 f"skipped (of {c['files']} files), {c['duplicates']} duplicate rows dropped")
 
 
-def filesystem(uri: str):
-    """(pyarrow FileSystem, path inside it) for a local path or URI; mirrors roar.storage."""
-    if uri.startswith("s3://"):
-        kwargs = {}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-        if endpoint:
-            scheme, _, host = endpoint.partition("://")
-            kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), uri[len("s3://"):].rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/")
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
-
-
-def _ignored(name: str) -> bool:
-    # temp files of atomic writes, and hidden/metadata files such as _SUCCESS or _common_metadata
-    return name.startswith(TMP_PREFIX) or name.startswith(".") or name.startswith("_")
-
-
 def list_parquet(fs, root: str) -> list[str]:
-    """Parquet files under root. In a store only rows/ and compacted/ are searched (artifacts/ holds
-    models and maps, never rows)."""
+    """Parquet files under root (a file, a store's rows/ and compacted/, or any folder), temp and hidden
+    files skipped."""
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"results path {root!r} does not exist; pass a results store, a folder of "
@@ -87,56 +61,26 @@ def list_parquet(fs, root: str) -> list[str]:
         return [root]
     bases = [posixpath.join(root, d) for d in STORE_FOLDERS
              if fs.get_file_info(posixpath.join(root, d)).type == pafs.FileType.Directory] or [root]
-    files = []
-    for base in bases:
-        for fi in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
-            if fi.type == pafs.FileType.File and fi.base_name.endswith(".parquet") and not _ignored(fi.base_name):
-                if not any(_ignored(part) for part in posixpath.relpath(fi.path, base).split("/")[:-1]):
-                    files.append(fi.path)
-    return sorted(files)
-
-
-def _partition_values(path: str) -> dict:
-    """Hive partition values of a compacted file (``…/dataset=x/protocol=roar/part-0.parquet``)."""
-    out = {}
-    for part in path.split("/")[:-1]:
-        key, sep, value = part.partition("=")
-        if sep and key in COLUMNS:
-            out[key] = unquote(value)
-    return out
+    return sorted(posixpath.join(base, k) for base in bases for k in store_read.list_files(fs, base))
 
 
 def read_file(fs, path: str) -> pa.Table:
     """One file, conformed to the contract. Raises on anything unreadable (the caller skips it)."""
-    if fs.get_file_info(path).size == 0:
-        raise ValueError("empty file (0 bytes)")
-    with fs.open_input_file(path) as f:
-        table = pq.ParquetFile(f).read()
-    for key, value in _partition_values(path).items():
-        if key not in table.column_names:  # partition columns live in the path, not in the file
-            table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
-    return conform(table)
+    return store_read.read_part(fs, path)
 
 
-def _read_all(fs, files: list[str]) -> tuple[list[pa.Table], list[tuple[str, str]]]:
-    def attempt(path):
-        try:
-            return read_file(fs, path), None
-        except (OSError, ValueError, pa.ArrowException, SchemaError) as exc:
-            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+def _warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped:
+        warnings.warn(f"skipped unreadable result file {path}: {reason}", SkippedFileWarning, stacklevel=4)
 
-    # Object stores are latency bound: read many small per-trial files concurrently.
-    workers = min(16, max(1, len(files)))
-    with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(attempt, files))
-    tables, skipped = [], []
-    for path, (table, reason) in zip(files, outcomes):
-        if table is None:
-            skipped.append((path, reason))
-            warnings.warn(f"skipped unreadable result file {path}: {reason}", SkippedFileWarning, stacklevel=3)
-        else:
-            tables.append(table)
-    return tables, skipped
+
+def _read_folder(fs, root: str) -> tuple[pa.Table, list[tuple[str, str]], int]:
+    files = list_parquet(fs, root)
+    rel = [posixpath.relpath(f, root) if f != root else posixpath.basename(f) for f in files]
+    base = root if files != [root] else posixpath.dirname(root)
+    tables, skipped = store_read.read_parts(fs, base, rel)
+    table = pa.concat_tables(tables) if tables else rows_to_table([])
+    return table, [(posixpath.join(base, k), why) for k, why in skipped], len(files)
 
 
 def _apply_filters(df: pd.DataFrame, filters: dict | None) -> pd.DataFrame:
@@ -158,16 +102,10 @@ def from_table(table: pa.Table | pd.DataFrame, filters: dict | None = None, sour
         if extra:  # derived columns of an earlier derive() are recomputed below
             table = table.drop(columns=extra)
         table = conform(pa.Table.from_pandas(table, preserve_index=False))
-    df = table.to_pandas()
-    n_before = len(df)
-    if n_before:
-        # a rerun may leave an old failed row beside the new ok one: keep ok, then the newest
-        df = df.assign(_failed=(df["status"] != "ok"))
-        df = df.sort_values(["_failed", "finished_at"], ascending=[True, False], na_position="last",
-                            kind="stable")
-        df = df.drop_duplicates("trial_id", keep="first").drop(columns="_failed").sort_index()
+    n_before = table.num_rows
+    # a rerun may leave an old failed row beside the new ok one: keep ok, then the newest (the store's rule)
+    df = layout.dedupe(table).to_pandas()
     n_dup = n_before - len(df)
-    df = df.reset_index(drop=True)
     ok = derive(df[df["status"] == "ok"].reset_index(drop=True))
     failed = df[df["status"] != "ok"].reset_index(drop=True)
     ok = _apply_filters(ok, filters).reset_index(drop=True)
@@ -176,19 +114,26 @@ def from_table(table: pa.Table | pd.DataFrame, filters: dict | None = None, sour
                    source=source, n_files=n_files, n_duplicates=n_dup)
 
 
-def load(path: str, filters: dict | None = None) -> Results:
+def load(path: str, filters: dict | None = None, update_index: bool = True) -> Results:
     """Load every result row under ``path``.
 
     path: a results store (its ``rows/`` per-trial files and ``compacted/`` datasets are both read and
     deduplicated by trial_id), any folder of .parquet files (searched recursively), or one file.
     filters: ``{column: value or list of values}`` keeps matching rows, e.g. ``{"protocol": "roar"}``;
     the derived columns (``level``, ``setup``, ...) may be filtered too.
+    update_index: record the row files validated now in the store's index (``_index/``), so the next
+    load reads only new files; silently skipped where the store is read-only.
     """
     fs, root = filesystem(str(path))
-    files = list_parquet(fs, root)
-    tables, skipped = _read_all(fs, files)
-    table = pa.concat_tables(tables) if tables else rows_to_table([])
-    return from_table(table, filters=filters, source=str(path), skipped=skipped, n_files=len(files))
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.Directory and store_read.is_store(fs, root):
+        got = store_read.read_store(fs, root, update_index=update_index, dedupe=False)
+        skipped = [(posixpath.join(root, k), why) for k, why in got.skipped]
+        table, n_files = got.table, got.n_files
+    else:
+        table, skipped, n_files = _read_folder(fs, root)
+    _warn_skipped(skipped)
+    return from_table(table, filters=filters, source=str(path), skipped=skipped, n_files=n_files)
 
 
 def as_results(results_or_path, filters: dict | None = None) -> Results:

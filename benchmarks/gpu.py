@@ -127,12 +127,33 @@ def gpu_section(recipe: CifarRecipe, cuda: str | None, log=print, data_root: str
         f"compile={recipe.compile} on {card}")
     result = cifar_retrain(data, recipe, device)
     details = {"card": card, "device": str(device), "dataset": data.name, "recipe": asdict(recipe), **result}
+    flops = _flops_metric(recipe, data, result, device, card)
+    details["flops"] = flops.note
     if recipe.quick:  # random labels: the numbers only show the path ran
         note = f"{card}, random tiny data: code path check, not a measurement"
         return [Metric("gpu", names[0] + " (quick)", "s", fast=result["seconds"], note=note),
-                Metric("gpu", names[1] + " (quick)", "", fast=result["accuracy"], note=note)], details
+                Metric("gpu", names[1] + " (quick)", "", fast=result["accuracy"], note=note), flops], details
     note = f"{card}; warm-up {result['seconds_warmup']:.1f} s not counted"
     return [Metric("gpu", f"{names[0]} on {card}", "s", fast=result["seconds"], goal_on="fast", goal_op="le",
                    goal=SECONDS_GOAL, note=note),
             Metric("gpu", f"{names[1]} on {card}", "", fast=result["accuracy"], goal_on="fast", goal=ACCURACY_GOAL,
-                   note=note)], details
+                   note=note), flops], details
+
+
+def _flops_metric(recipe: CifarRecipe, data: ImageData, result: dict, device, card: str) -> Metric:
+    """Achieved training TFLOP/s (3 x forward FLOPs x images x epochs / seconds) and its share of the
+    device's peak: on CUDA a measured 8192^2 bf16 matmul (the trainer's autocast precision; fp32 beside
+    it), on CPU cores x clock x FMA width (benchmarks.flops)."""
+    from .flops import cpu_peak, matmul_flops, retrain_flops
+
+    model = build_model("fast_resnet", data.channels, data.num_classes, data.mean, data.std, width=recipe.width)
+    work = retrain_flops(model, torch.zeros((1, *data.train_x.shape[1:])), result["n_train"], recipe.epochs)
+    achieved = work / result["seconds"]
+    if torch.device(device).type == "cuda":
+        bf16, fp32 = (matmul_flops(str(device), dtype, n=8192, seconds=1.0) for dtype in (torch.bfloat16, torch.float32))
+        peak, label = bf16, f"a measured bf16 matmul on {card} ({bf16 / 1e12:.0f} TFLOP/s; fp32 {fp32 / 1e12:.0f})"
+    else:
+        p = cpu_peak(torch.get_num_threads())
+        peak, label = p["peak"], f"the fp32 peak of {p['threads']} core(s) ({p['peak'] / 1e9:.0f} GFLOP/s)"
+    return Metric("gpu", f"training TFLOP/s, fast_resnet on {card}", "TFLOP/s", fast=achieved / 1e12,
+                  note=f"{100 * achieved / peak:.1f}% of {label}; {work / 1e12:.2f} TFLOP per retrain (3 x forward)")

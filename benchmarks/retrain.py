@@ -58,7 +58,24 @@ def compare_method(settings: BenchSettings, method: str, repeats: int, store: St
             "phases": {p: statistics.mean(r[p] for r in rs) for p in phases},
             "runs": [{k: r[k] for k in ("seconds_wall", "seconds_cpu", "accuracy", *phases)} for r in rs],
         }
-    return {"method": method, "spec": spec.to_dict(), "one_time": stages, **summary}
+    return {"method": method, "spec": spec.to_dict(), "one_time": stages, **summary,
+            "flops": _flops(spec, data, summary)}
+
+
+def _flops(spec, data, summary: dict) -> dict:
+    """Achieved FLOP/s of each path's training phase, against the CPU's fp32 peak (benchmarks.flops)."""
+    import torch
+
+    from .flops import cpu_peak, matmul_flops, retrain_flops
+
+    model = pipeline._new_model(spec, data, seed=0)
+    work = retrain_flops(model, torch.zeros((1, *data.train_x.shape[1:])), data.train_x.shape[0], spec.epochs)
+    peak = cpu_peak(torch.get_num_threads())
+    out = {"retrain_flops": work, "peak": peak, "matmul_flops": matmul_flops("cpu")}
+    for path in ("naive", "fast"):
+        achieved = work / summary[path]["phases"]["seconds_train"]
+        out[path] = {"flops_per_second": achieved, "share_of_peak": achieved / peak["peak"] if peak["peak"] else None}
+    return out
 
 
 def retrain_section(settings: BenchSettings, store: Store, device="cpu",
@@ -76,6 +93,17 @@ def retrain_section(settings: BenchSettings, store: Store, device="cpu",
                               note=f"{settings.threads} torch thread(s) each; CPU-time ratio {cpu_ratio:.2f}×; "
                                    f"attribution recomputed per naive trial: "
                                    f"{d['naive']['phases']['seconds_attribution']:.1f} s"))
+        f = d["flops"]
+        p = f["peak"]
+        metrics.append(Metric("retrain", f"training GFLOP/s, {method}", "GFLOP/s", f["naive"]["flops_per_second"] / 1e9,
+                              f["fast"]["flops_per_second"] / 1e9,
+                              ratio=f["fast"]["flops_per_second"] / f["naive"]["flops_per_second"],
+                              note=f"fast = {100 * (f['fast']['share_of_peak'] or 0):.1f}% of the fp32 peak of "
+                                   f"{p['threads']} core(s), {p['peak'] / 1e9:.0f} GFLOP/s ({p['clock_ghz']:.2f} GHz x "
+                                   f"{p['flops_per_cycle']} FLOP/cycle, {p['simd']}, {2} FMA units assumed); "
+                                   f"{100 * f['fast']['flops_per_second'] / f['matmul_flops']:.0f}% of a measured "
+                                   f"1024^2 fp32 matmul ({f['matmul_flops'] / 1e9:.0f} GFLOP/s); "
+                                   f"{f['retrain_flops'] / 1e9:.1f} GFLOP per retrain (3 x forward)"))
         metrics.append(Metric("retrain", f"test accuracy, {method} (fairness check)", "", d["naive"]["accuracy"],
                               d["fast"]["accuracy"], goal_on="abs_diff", goal_op="le",
                               goal=settings.accuracy_tolerance,

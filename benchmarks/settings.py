@@ -37,6 +37,13 @@ class BenchSettings:
     threads: int = 1                        # torch threads per retrain (the sweep's cpus_per_trial)
     gpu_packing: tuple[int, ...] = (1, 2, 4, 8)   # trials packed on one GPU (GPU machines only)
     gpu_quick: bool = False                 # the CIFAR retrain on random tiny data (any device)
+    # section `store` (issue 15): a study-sized results store
+    store_trials: int = 10_800              # per-trial row files in the store
+    store_today_sample: int = 2_000         # today's code is timed on this many files, scaled (linear)
+    store_compact_base: int = 10_000        # compacted rows before an incremental compaction ...
+    store_new_rows: int = 1_000             # ... of this many new row files
+    store_s3: bool = True                   # also status and load on a local S3 server (moto)
+    store_s3_today_sample: int = 300
 
     def retrain_spec(self, method: str) -> TrialSpec:
         return TrialSpec(**{**self.retrain, "attribution": method})
@@ -53,6 +60,7 @@ QUICK = BenchSettings(
     name="quick", retrain=QUICK_RETRAIN, methods=(("saliency", 1),), sweep_trial=_sweep_fields(TINY_TRIAL),
     sweep_seeds=(0,), sweep_fractions=(0.3, 0.7), sweep_sigmas=(0.0,),
     memory_trials=24, memory_reference_trial=6, rss_growth_goal_mib=16.0, accuracy_tolerance=0.1,
-    gpu_packing=(1, 2), gpu_quick=True)
+    gpu_packing=(1, 2), gpu_quick=True, store_trials=240, store_today_sample=240, store_compact_base=200,
+    store_new_rows=40, store_s3=False)
 
 PRESETS = {"full": FULL, "quick": QUICK}

@@ -218,7 +218,7 @@ def run_trial(spec: TrialSpec, store: Store, device: str = "cpu", sweep_name: st
     t0 = time.perf_counter()
     row = identity_columns(spec, sweep_name)
     row.update(extra or {})
-    row.update(_provenance(), device=device_label(device), started_at=started, schema_version=1)
+    row.update(_provenance(), device=device_label(device), started_at=started)  # schema_version: sweep.rows
     timings = {"train": 0.0, "attribution": 0.0, "mask": 0.0, "io": 0.0}
     try:
         row.update(_run(spec, store, device, timings))

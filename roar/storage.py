@@ -3,7 +3,8 @@
 Works for local paths, ``file://``, ``s3://`` (with an optional endpoint for S3-compatible servers)
 and ``gs://``. Writes are atomic on every backend: object stores get the object once under its final
 key (objects appear whole); file systems get a temp file renamed into place. Readers ignore temp
-files (names starting with ``.tmp-``).
+files (``.tmp-<uuid>-<name>.tmp``). Where a store's files live and how they are named is
+``analysis.layout`` (torch-free, shared with the analysis side).
 """
 from __future__ import annotations
 
@@ -15,31 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-TMP_PREFIX = ".tmp-"
-
-
-def env_endpoint() -> str | None:
-    """The S3 endpoint named by the environment (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3), if any."""
-    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-
-
-def _filesystem(uri: str, endpoint_url: str | None = None):
-    if uri.startswith("s3://"):
-        kwargs = {}
-        endpoint = endpoint_url or env_endpoint()
-        if endpoint:
-            scheme, _, host = endpoint.partition("://")
-            kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        fs = pafs.S3FileSystem(**kwargs)
-        return fs, uri[len("s3://"):].rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/")
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+from analysis.layout import TMP_PREFIX, atomic_write, env_endpoint, filesystem  # noqa: F401
 
 
 @dataclass
@@ -59,7 +36,7 @@ class Store:
             # pickled Store to Ray workers on nodes whose environment does not name it. Credentials
             # never travel: each worker reads them from its own environment or instance role.
             self.endpoint_url = env_endpoint()
-        self.fs, self.root = _filesystem(self.uri, self.endpoint_url)
+        self.fs, self.root = filesystem(self.uri, self.endpoint_url)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __getstate__(self):  # pyarrow filesystems are rebuilt in each worker
@@ -74,6 +51,10 @@ class Store:
     def exists(self, key: str) -> bool:
         return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
 
+    def is_dir(self) -> bool:
+        """The store's root exists (a folder, or a prefix holding objects)."""
+        return self.fs.get_file_info(self.root).type == pafs.FileType.Directory
+
     def size(self, key: str) -> int:
         return self.fs.get_file_info(self.path(key)).size
 
@@ -83,24 +64,7 @@ class Store:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Atomic write: the key holds either the complete bytes or nothing."""
-        final = self.path(key)
-        parent = posixpath.dirname(final)
-        if self.is_local:
-            self.fs.create_dir(parent, recursive=True)
-            tmp = posixpath.join(parent, f"{TMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
-            try:
-                with self.fs.open_output_stream(tmp) as f:
-                    f.write(data)
-                os.replace(tmp, final)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-        else:
-            with self.fs.open_output_stream(final) as f:
-                f.write(data)
+        atomic_write(self.fs, self.path(key), data, local=self.is_local)
 
     def delete(self, key: str) -> None:
         self.fs.delete_file(self.path(key))

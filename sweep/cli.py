@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL")
+    from analysis.layout import env_endpoint
+
+    return env_endpoint()
 
 
 def cmd_run(args, argv: list[str]) -> int:
@@ -151,7 +153,11 @@ def cmd_status(args) -> int:
         except SpecError as exc:
             print(exc, file=sys.stderr)
             return 2
-    status = store_status(Store(args.store, _endpoint()), spec)
+    try:
+        status = store_status(Store(args.store, _endpoint()), spec)
+    except FileNotFoundError as exc:
+        print(f"roar status: {exc}", file=sys.stderr)
+        return 2
     print(status.text(args.store))
     if args.failed:
         print("\n".join(status.failed_ids))
@@ -159,12 +165,19 @@ def cmd_status(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from .compact import CompactError, compact
+    from .compact import CompactBusy, CompactError, compact
 
     try:
         report = compact(Store(args.store, _endpoint()))
+    except FileNotFoundError as exc:
+        print(f"roar compact: {exc}", file=sys.stderr)
+        return 2
+    except CompactBusy as exc:
+        print(f"roar compact: {exc}; nothing was changed", file=sys.stderr)
+        return 1
     except CompactError as exc:
-        print(f"compaction stopped, nothing deleted: {exc}", file=sys.stderr)
+        print(f"compaction stopped: {exc}\nwhat it did before stopping:\n{exc.report.text(args.store)}",
+              file=sys.stderr)
         return 1
     print(report.text(args.store))
     return 0

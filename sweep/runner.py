@@ -48,7 +48,8 @@ class Plan:
     jobs: StageJobs                              # stage jobs the todo trials need
     cached_models: set[str] = field(default_factory=set)
     cached_maps: set[str] = field(default_factory=set)
-    pruned: list[str] = field(default_factory=list)  # truncated/empty row files deleted
+    pruned: list[str] = field(default_factory=list)  # invalid row files moved to quarantine/
+    quarantine_lines: list[str] = field(default_factory=list)  # "key -> quarantine key: why", one per file
     retry: list[str] = field(default_factory=list)   # failed trials selected for a rerun
 
 
@@ -73,8 +74,9 @@ def make_plan(spec: SweepSpec, retry_failed: bool = False, prune_bad: bool = Tru
     jobs = stage_jobs(todo)
     cached_models = {k for k in jobs.base_models if store.exists(model_meta_key(k))}
     cached_maps = {k for k in jobs.maps if store.exists(maps_meta_key(k))}
+    moved = [f"{k} -> {d}: {stored.reasons[k]}" for k, d in sorted(stored.quarantined.items())]
     return Plan(spec, store, grid_points(spec), trials, done, todo, jobs, cached_models, cached_maps,
-                stored.bad_keys if prune_bad else [], retry)
+                pruned=sorted(stored.quarantined), quarantine_lines=moved, retry=retry)
 
 
 def estimate(plan: Plan, cluster: ClusterInfo) -> dict:
@@ -299,7 +301,8 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
     resume = resume_command or f"roar run {shlex.quote(spec.source)}"
     plan = make_plan(spec, retry_failed=retry_failed)
     if plan.pruned:
-        out(f"[{spec.name}] {len(plan.pruned)} truncated or empty row file(s) deleted; their trials run again")
+        out(f"[{spec.name}] {len(plan.pruned)} invalid row file(s) moved to quarantine/; their trials run again:\n"
+            + "\n".join(f"  {line}" for line in plan.quarantine_lines))
     if not plan.todo:
         out(f"[{spec.name}] all {len(plan.trials)} trials already done in {spec.store}; nothing to run")
         return _summary(plan, start, ran=0)
@@ -327,7 +330,22 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
     if result.missing and not (result.store_error or result.tune_errors or result.stage_lost):
         result.interrupted = True
     _print_outcome(spec, result, resume, out)
+    if not (result.store_error or result.interrupted):
+        _compact_at_end(plan, out)
     return result
+
+
+def _compact_at_end(plan: Plan, out: Out) -> None:
+    """Fold this run's row files into compacted/ (incremental, kill-safe); a failure loses nothing."""
+    from .compact import CompactBusy, CompactError, compact
+
+    try:
+        report = compact(plan.store, wait_seconds=300)  # another sweep on this store may be compacting
+    except (CompactBusy, CompactError, OSError) as exc:
+        out(f"[{plan.spec.name}] compaction skipped ({exc}); every row is safe in rows/: "
+            f"run `roar compact {plan.spec.store}` later")
+        return
+    out(f"[{plan.spec.name}] " + report.text(plan.spec.store).splitlines()[0])
 
 
 class StoreFault(RuntimeError):

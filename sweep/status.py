@@ -4,9 +4,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis import store_read
 from roar.storage import Store
 
-from . import rows
 from .grid import expand
 from .spec import SweepSpec
 
@@ -15,7 +18,8 @@ from .spec import SweepSpec
 class StoreStatus:
     ok: int = 0
     failed: int = 0
-    bad_files: int = 0                          # truncated / empty row files (count as missing)
+    bad_files: int = 0                          # invalid row files (count as missing)
+    bad: list[tuple[str, str]] = field(default_factory=list)        # (key, why it is not a valid row)
     missing: int | None = None                  # trials of the spec without a row (None: no spec)
     total: int | None = None                    # trials of the spec
     by_group: dict[tuple, Counter] = field(default_factory=dict)    # (sweep, dataset, protocol) -> statuses
@@ -26,7 +30,11 @@ class StoreStatus:
         lines = [f"{store_uri}: {self.ok} ok, {self.failed} failed"
                  + (f", {self.missing} missing of {self.total} in the spec" if self.total is not None else "")]
         if self.bad_files:
-            lines.append(f"  {self.bad_files} truncated or empty row file(s): redone by the next `roar run`")
+            lines.append(f"  {self.bad_files} invalid row file(s), counted as missing; the next `roar run` or "
+                         f"`roar compact` moves them to quarantine/ and the trials are redone:")
+            lines += [f"    {key}: {why}" for key, why in self.bad[:10]]
+            if self.bad_files > 10:
+                lines.append(f"    ... and {self.bad_files - 10} more")
         for (sweep, dataset, protocol), counts in sorted(self.by_group.items(), key=str):
             lines.append(f"  sweep={sweep} dataset={dataset} protocol={protocol}: "
                          f"{counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed")
@@ -37,25 +45,30 @@ class StoreStatus:
 
 
 def store_status(store: Store, spec: SweepSpec | None = None) -> StoreStatus:
-    """Counts over the whole store, or over the spec's trials when a spec is given."""
-    table = rows.read_all(store, ["trial_id", "sweep", "dataset", "protocol", "status", "error"])
-    out = StoreStatus(bad_files=len(rows.scan(store, prune_bad=False).bad_keys))
-    wanted = None
+    """Counts over the whole store, or over the spec's trials when a spec is given. Reads the row index
+    and the compacted parts' few columns, never a whole row file twice; changes nothing but the index.
+    Raises FileNotFoundError when the store does not exist."""
+    if not store.is_dir():
+        raise FileNotFoundError(f"results store {store.uri!r} does not exist (nothing was ever written there)")
+    got = store_read.read_store(store.fs, store.root, ["trial_id", "sweep", "dataset", "protocol", "status",
+                                                         "error"])
+    table = got.table
+    out = StoreStatus(bad_files=len(got.rows.invalid), bad=list(got.rows.invalid))
     if spec is not None:
-        wanted = {t.trial_id for t in expand(spec)}
+        wanted = pa.array(sorted({t.trial_id for t in expand(spec)}), pa.string())
         out.total = len(wanted)
-    seen = set()
-    for r in table.to_pylist():
-        if wanted is not None and r["trial_id"] not in wanted:
-            continue
-        seen.add(r["trial_id"])
-        out.by_group.setdefault((r["sweep"], r["dataset"], r["protocol"]), Counter())[r["status"]] += 1
-        if r["status"] == "ok":
-            out.ok += 1
-        else:
-            out.failed += 1
-            out.failed_ids.append(r["trial_id"])
-            out.errors[(r["error"] or "no error text").strip().splitlines()[0][:160]] += 1
-    if wanted is not None:
-        out.missing = len(wanted - seen)
+        table = table.filter(pc.is_in(table.column("trial_id"), value_set=wanted))
+        out.missing = out.total - table.num_rows
+    groups = table.group_by(["sweep", "dataset", "protocol", "status"], use_threads=False).aggregate(
+        [("trial_id", "count")])
+    for g in groups.to_pylist():
+        counts = out.by_group.setdefault((g["sweep"], g["dataset"], g["protocol"]), Counter())
+        counts[g["status"]] += g["trial_id_count"]
+    failed = table.filter(pc.not_equal(table.column("status"), "ok"))
+    out.ok = table.num_rows - failed.num_rows
+    out.failed = failed.num_rows
+    out.failed_ids = failed.column("trial_id").to_pylist()
+    for err in failed.column("error").to_pylist():
+        text = (err or "").strip()
+        out.errors[text.splitlines()[0][:160] if text else "no error text"] += 1
     return out

@@ -16,7 +16,7 @@ from roar.spec import TrialSpec
 from roar.storage import Store
 
 from .progress import SKIPPED, STORE_ERROR
-from .rows import row_file_ok, row_key, write_row
+from .rows import row_key, trial_done, write_row
 
 
 def pin_torch_threads() -> int:
@@ -40,7 +40,7 @@ def run_one(config: dict, specs: dict[str, TrialSpec], store: Store, sweep_name:
     node = ray.get_runtime_context().get_node_id()  # reported so the driver can say how the sweep spread
     # A concurrent sweep on the same store, or this trial's earlier attempt on a node that then died,
     # may already have written the row: never run a trial twice.
-    if row_file_ok(store, row_key(trial_id)):
+    if trial_done(store, spec):
         tune.report({"status": SKIPPED, "accuracy": math.nan, "node_id": node})
         return
     row = pipeline.run_trial(spec, store, pipeline.pick_device(device), sweep_name)

@@ -25,12 +25,13 @@ credentials.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import io
 import json
 import math
 import posixpath
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 from analysis.schema import COLUMNS, PROVENANCE_COLUMNS, STATUSES, SchemaError, conform
 from roar.artifacts import MAPS_DIR, MODELS_DIR, maps_meta_key, meta_checksum_problem, model_meta_key, verify_artifact
 from roar.spec import TrialSpec, content_key
+from analysis import layout, store_read
 from roar.storage import TMP_PREFIX, Store
 
 from . import rows
@@ -49,7 +51,6 @@ PROBLEM, WARNING = "problem", "warning"
 SKIPPED_DIRS = ("_tune/",)  # Ray Tune's bookkeeping of an errored local run: not results
 # Columns that may differ between two correct runs of one trial (where, when, how long, which sweep).
 VOLATILE_COLUMNS = set(PROVENANCE_COLUMNS) | {"sweep", "error"}
-_IO_THREADS = 16  # object stores are latency-bound: read many small files at once
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,14 @@ def _list_files(store: Store) -> dict[str, int]:
     for fi in store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True)):
         if fi.type != pafs.FileType.File:
             continue  # folders, and the empty folder markers object stores keep
-        key = posixpath.relpath(fi.path, store.root)
+        key = fi.path[len(store.root):].lstrip("/")
         if not key.startswith(SKIPPED_DIRS):
             out[key] = fi.size
     return out
 
 
 def _parse(store: Store, key: str, size: int) -> ParsedFile:
+    """A compacted part, read whole: partition columns come from its path (``analysis.layout``)."""
     parsed = ParsedFile(key, size)
     if size == 0:
         parsed.error = "empty file (0 bytes)"
@@ -141,6 +143,9 @@ def _parse(store: Store, key: str, size: int) -> ParsedFile:
     except (OSError, pa.ArrowException, ValueError) as exc:
         parsed.error = f"truncated or not Parquet ({size} bytes): {_first_line(exc)}"
         return parsed
+    for column, value in layout.partition_values(key).items():
+        if column not in table.column_names:
+            table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
     try:
         parsed.rows = conform(table).to_pylist()
     except SchemaError as exc:
@@ -157,14 +162,16 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
-def _map(store: Store, fn: Callable, items: list) -> list:
-    if store.is_local or len(items) < 8:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(_IO_THREADS) as pool:
-        return list(pool.map(fn, items))
+def _row_files(store: Store, full: bool) -> list[ParsedFile]:
+    """Row files through the row index, read only (each validated once when it entered it: parses, schema,
+    trial_id equal to its name, status); ``full`` ignores the index and reads every file again."""
+    scan = store_read.scan_rows(store.fs, store.root, update_index=False, use_index=not full)
+    out = [ParsedFile(key, scan.stamps[key][0], error=reason) for key, reason in scan.invalid]
+    out += [ParsedFile(key, scan.stamps[key][0], rows=[row]) for key, row in zip(scan.keys, scan.table.to_pylist())]
+    return sorted(out, key=lambda p: p.key)
 
 
-def inventory(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> Inventory:
+def inventory(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = False) -> Inventory:
     every = _list_files(store)
     temp = sorted(k for k in every if posixpath.basename(k).startswith(TMP_PREFIX))
     files = {k: s for k, s in every.items() if not posixpath.basename(k).startswith(TMP_PREFIX)}
@@ -172,18 +179,38 @@ def inventory(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> Inventory:
     def parquet_under(folder: str) -> list[str]:
         return sorted(k for k in files if k.startswith(folder + "/") and k.endswith(rows.SUFFIX))
 
-    row_keys, part_keys = parquet_under(rows.ROWS_DIR), parquet_under(rows.COMPACTED_DIR)
+    part_keys = parquet_under(rows.COMPACTED_DIR)
     parse = lambda k: _parse(store, k, files[k])  # noqa: E731
-    return Inventory(store, files, temp, _map(store, parse, row_keys), _map(store, parse, part_keys),
+    return Inventory(store, files, temp, _row_files(store, full), store_read.pmap(parse, part_keys, store_read.threads_for(store.fs)),
                      list(spec_trials))
 
 
 # --- checks ------------------------------------------------------------------------------------------
-def _trial_of(row: dict) -> TrialSpec | None:
+@functools.lru_cache(maxsize=200_000)  # a row's spec is needed by several checks
+def _spec_of(config_json: str | None) -> TrialSpec | None:
     try:
-        return TrialSpec.from_dict(json.loads(row["config_json"]))
+        return TrialSpec.from_dict(json.loads(config_json))
     except (TypeError, ValueError, KeyError):
         return None
+
+
+def _trial_of(row: dict) -> TrialSpec | None:
+    return _spec_of(row.get("config_json"))
+
+
+_SPEC_FIELDS = [f.name for f in dataclasses.fields(TrialSpec)]
+
+
+@functools.lru_cache(maxsize=200_000)
+def _id_of(config_json: str | None) -> str | None:
+    """TrialSpec(config).trial_id without dataclasses.asdict's deep copy (10x faster; the spec's fields
+    are flat, so the canonical JSON is the same): verify hashes every row of a 100k-trial store."""
+    spec = _spec_of(config_json)
+    if spec is None:
+        return None
+    fields = {k: getattr(spec, k) for k in _SPEC_FIELDS}
+    fields["options"] = dict(spec.options)
+    return content_key(fields)
 
 
 def check_rows(inv: Inventory) -> Iterable[Finding]:
@@ -215,13 +242,13 @@ def _row_findings(where: str, row: dict, file_id: str | None, partition: dict) -
         yield Finding("rows", PROBLEM, where, f"trial_id {trial_id!r} differs from the file name {file_id!r}")
     if row.get("status") not in STATUSES:
         yield Finding("rows", PROBLEM, where, f"status {row.get('status')!r}; valid: {list(STATUSES)}")
-    spec = _trial_of(row)
-    if spec is None:
+    spec_id = _id_of(row.get("config_json"))
+    if spec_id is None:
         yield Finding("rows", PROBLEM, where, "config_json is missing or not a trial key; the trial cannot be "
                                               "identified")
-    elif spec.trial_id != trial_id:
+    elif spec_id != trial_id:
         yield Finding("rows", PROBLEM, where, f"trial_id {trial_id!r} is not the hash of its config_json "
-                                              f"({spec.trial_id!r})")
+                                              f"({spec_id!r})")
     for column, value in partition.items():
         if str(row.get(column)) != value:
             yield Finding("rows", PROBLEM, where, f"{column}={row.get(column)!r} inside partition {column}={value}")
@@ -359,9 +386,10 @@ CHECKS: dict[str, Callable[[Inventory], Iterable[Finding]]] = {
 }
 
 
-def verify_store(store: Store, spec_trials: Iterable[TrialSpec] = ()) -> VerifyReport:
-    """Run every check over the store. Raises FileNotFoundError when the store does not exist."""
-    inv = inventory(store, spec_trials)
+def verify_store(store: Store, spec_trials: Iterable[TrialSpec] = (), full: bool = False) -> VerifyReport:
+    """Run every check over the store. Raises FileNotFoundError when the store does not exist.
+    full: read every row file again instead of trusting the row index for files it has validated."""
+    inv = inventory(store, spec_trials, full)
     findings = [f for check in CHECKS.values() for f in check(inv)]
     found, _ = _artifacts(inv)
     ids = {r["trial_id"] for p in inv.row_files + inv.compacted for r in p.rows}
@@ -378,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", help="sweep spec whose trials' artifacts are not orphans (and whose "
                                   "storage.endpoint_url is used)")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings (orphans, temp files) too")
+    p.add_argument("--full", action="store_true", help="re-read every row file instead of trusting the row index "
+                                                       "(which holds each file's validated row, keyed by size and time)")
     args = p.parse_args(argv)
     spec = None
     if args.spec:
@@ -390,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         report = verify_store(Store(args.store, spec.endpoint_url if spec else None),
-                              expand(spec) if spec else ())
+                              expand(spec) if spec else (), full=args.full)
     except (FileNotFoundError, OSError) as exc:
         print(f"roar verify: cannot read {args.store!r}: {exc}", file=sys.stderr)
         return 2

@@ -283,13 +283,16 @@ def test_disk_full_mid_sweep_stops_keeps_finished_rows_and_resumes(ray_session, 
     assert temp_files(tmp_path / "store") == []                     # the half-written temp files are gone
     kept = snapshot(tmp_path / "store")
     assert {k: kept[k] for k in artifacts} == artifacts
+    finished = {r["trial_id"]: r for r in rows.read_all(store).to_pylist()}
 
     monkeypatch.undo()                                              # space freed
     lines.clear()
     again = run(spec, out=lines.append)
     assert (again.exit_code, again.ran, again.ok) == (0, 2, 4)
     after = snapshot(tmp_path / "store")
-    assert {k: after[k] for k in kept} == kept                      # the two finished rows: same bytes
+    assert {k: after[k] for k in artifacts} == artifacts
+    now = {r["trial_id"]: r for r in rows.read_all(store).to_pylist()}
+    assert {k: now[k] for k in finished} == finished                # the two finished rows: same values
     assert_same_results(store, reference)
 
 
@@ -320,7 +323,8 @@ def test_truncated_and_empty_row_files_are_detected_and_redone(ray_session, refe
     Path(store.path(half)).write_bytes(data[: len(data) // 2])
     Path(store.path(empty)).write_bytes(b"")
     (tmp_path / "store" / "rows" / f"{TMP_PREFIX}dead-{trials[2].trial_id}.parquet").write_bytes(data[:100])
-    intact = {k: v for k, v in snapshot(tmp_path / "store").items() if k not in (half, empty)}
+    intact = {k: v for k, v in snapshot(tmp_path / "store").items() if k.startswith("artifacts/")}
+    intact_rows = {r["trial_id"]: r for r in rows.read_all(store).to_pylist()}
 
     problems = sorted((f.key, f.message.split(" (")[0]) for f in verify_store(store).findings
                       if f.severity == PROBLEM)
@@ -329,12 +333,18 @@ def test_truncated_and_empty_row_files_are_detected_and_redone(ray_session, refe
     spec = load_spec(str(reference.spec_path), store=store.uri)
     lines: list[str] = []
     result = run(spec, out=lines.append)
-    assert lines[0] == "[faults] 2 truncated or empty row file(s) deleted; their trials run again"
+    moved = lines[0].splitlines()
+    assert moved[0] == "[faults] 2 invalid row file(s) moved to quarantine/; their trials run again:"
+    assert sorted(m.split(" -> ")[0].strip() for m in moved[1:]) == sorted([half, empty])
+    assert any("empty file (0 bytes)" in m for m in moved) and any("truncated or not Parquet" in m for m in moved)
     assert lines[1] == "[faults] 4 trials, 2 already done, 2 to run"
     assert (result.exit_code, result.ran, result.ok) == (0, 2, 4)
     after = snapshot(tmp_path / "store")
-    assert {k: after[k] for k in intact} == intact                   # the other rows were not touched
-    assert rows.row_file_ok(store, half) and rows.row_file_ok(store, empty)
+    assert {k: after[k] for k in intact} == intact                   # the artifacts were not touched
+    now = {r["trial_id"]: r for r in rows.read_all(store).to_pylist()}
+    assert {k: now[k] for k in intact_rows} == intact_rows           # nor the other rows
+    assert len(store.list("quarantine", suffix=".reason.txt")) == 2  # the damaged files are kept aside
+    assert {trials[0].trial_id, trials[1].trial_id} <= rows.scan(store).done
     assert_same_results(store, reference)
     assert [f for f in verify_store(store).findings if f.severity == PROBLEM] == []
 
@@ -352,8 +362,9 @@ def test_two_concurrent_sweeps_store_every_trial_and_artifact_once(reference, tm
     store = Store(str(store_dir))
     files = sorted(snapshot(store_dir))
     ids = sorted(t.trial_id for t in reference.trials())
-    assert [k for k in files if k.startswith("rows/")] == [rows.row_key(i) for i in ids]
-    assert all(rows.row_file_ok(store, rows.row_key(i)) for i in ids)
+    # each sweep compacts at its end (one at a time): every trial exactly once in rows/ + compacted/
+    stored_keys = [k for k in files if k.startswith(("rows/", "compacted/"))]
+    assert sorted(rows.read_rows(store, stored_keys, ["trial_id"]).column("trial_id").to_pylist()) == ids
     assert temp_files(store_dir) == [] and not (store_dir / "_tune").exists()
     ref_files = sorted(k for k in snapshot(Path(reference.store.root)) if k.startswith("artifacts/"))
     assert [k for k in files if k.startswith("artifacts/")] == ref_files        # one copy of each

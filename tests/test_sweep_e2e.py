@@ -49,7 +49,10 @@ def test_smoke_sweep_then_rerun_skips_everything(ray_session, store_dir):
     ids = {t.trial_id for t in expand(spec)}
     got = stored_rows(spec.store)
     assert (result.total, result.ok, result.failed, result.missing, result.exit_code) == (8, 8, 0, 0, 0)
-    assert set(got) == ids and len(Store(spec.store).list("rows")) == 8
+    assert set(got) == ids and Store(spec.store).list("rows") == []   # compacted at the end of the sweep
+    parts = Store(spec.store).list("compacted")
+    assert sorted(rows.read_rows(Store(spec.store), parts, ["trial_id"]).column("trial_id").to_pylist()) == sorted(ids)
+    assert any(line.startswith(f"[smoke] compacted {spec.store}: 8 row file(s) folded") for line in lines)
     assert all(r["status"] == "ok" and r["sweep"] == "smoke" for r in got.values())
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["n_test"] == 256 for r in got.values())
     assert {(r["attribution"], r["sigma"], r["fraction"]) for r in got.values()} == {

@@ -104,7 +104,7 @@ def test_cli_status_and_compact(smoke, capsys):
     assert "sweep=smoke dataset=synthetic protocol=roar: 2 ok, 1 failed" in out
     assert "1 x RuntimeError: loss is nan" in out
     assert cli.main(["compact", smoke.store]) == 0
-    assert "3 row file(s) merged into 1 partition(s); 3 trials stored" in capsys.readouterr().out
+    assert "3 row file(s) folded into 1 new part(s) in 1 partition(s); 3 trials stored" in capsys.readouterr().out
     assert cli.main(["status", smoke.store]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"{smoke.store}: 2 ok, 1 failed"
 

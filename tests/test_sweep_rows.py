@@ -114,3 +114,19 @@ def test_row_file_is_plain_parquet(store, tmp_path):
     rows.write_row(store, row)
     table = pq.read_table(tmp_path / "store" / "rows" / f"{row['trial_id']}.parquet")
     assert table.num_rows == 1 and table.column("trial_id")[0].as_py() == row["trial_id"]
+
+
+def test_trial_done_sees_row_files_and_ok_rows_compacted_by_another_sweep(store):
+    from sweep.compact import compact
+
+    ok, failed, absent = make_row(1), make_row(2, "failed"), make_row(3)
+    spec = {r["trial_id"]: TrialSpec(dataset="synthetic", protocol="roar", fraction=round(0.1 * (i % 9 + 1), 1),
+                                     seed=i) for i, r in ((1, ok), (2, failed), (3, absent))}
+    rows.write_row(store, ok)
+    rows.write_row(store, failed)
+    assert rows.trial_done(store, spec[ok["trial_id"]]) and rows.trial_done(store, spec[failed["trial_id"]])
+    compact(store)
+    assert store.list("rows") == []
+    assert rows.trial_done(store, spec[ok["trial_id"]])              # compacted ok row: done
+    assert not rows.trial_done(store, spec[failed["trial_id"]])      # compacted failed row: a retry may run it
+    assert not rows.trial_done(store, spec[absent["trial_id"]])

@@ -124,12 +124,12 @@ DAMAGE = {
     "wrong column type": (lambda s: _write_table(s, ROW0, pa.table({
         "trial_id": [TRIALS[0].trial_id], "dataset": ["synthetic"], "attribution": ["saliency"], "protocol": ["roar"],
         "fraction": [0.5], "seed": ["zero"], "status": ["ok"]})),
-                          [("rows", ROW0, "does not match the result schema: SchemaError: column 'seed': expected "
+                          [("rows", ROW0, "does not match the result schema: column 'seed': expected "
                                           "int64, found string")]),
     "column outside the schema": (lambda s: _write_table(s, ROW0, rows_to_table([ok_row(TRIALS[0])]).append_column(
         "acuracy", pa.array([0.5]))), [("rows", ROW0, "columns outside the result schema ['acuracy']")]),
     "row under another trial's name": (lambda s: s.write_bytes(ROW0, s.read_bytes(rows.row_key(TRIALS[1].trial_id))),
-                                       [("rows", ROW0, f"trial_id {TRIALS[1].trial_id!r} differs from the file name")]),
+                                       [("rows", ROW0, f"holds trial {TRIALS[1].trial_id!r}, not the trial its name claims")]),
     "trial_id not the hash of config_json": (
         lambda s: _replace_row(s, ROW0, config_json=TRIALS[1].canonical_json()),
         [("rows", ROW0, f"trial_id {TRIALS[0].trial_id!r} is not the hash of its config_json")]),

@@ -174,7 +174,7 @@ def _train_and_row(spec: TrialSpec, study: str, number: int, env: TrialEnv, repo
     row = pipeline.identity_columns(spec, env.sweep_name)
     row.update(search_columns(study, number))
     row.update(pipeline._provenance(), device=pipeline.device_label(device), started_at=started,
-               schema_version=1, accuracy=test_accuracy, loss=test_loss, base_accuracy=test_accuracy,
+               accuracy=test_accuracy, loss=test_loss, base_accuracy=test_accuracy,
                n_test=n_test, ci_low=low, ci_high=high, status="ok", seconds_train=seconds_train,
                seconds_total=time.perf_counter() - t0, finished_at=dt.datetime.now(dt.timezone.utc),
                detail_json=json.dumps({

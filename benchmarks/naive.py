@@ -23,7 +23,7 @@ from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from roar.attribution import IG_STEPS
+from roar.attribution import IG_STEPS, resolve_targets
 from roar.datasets import ImageData
 from roar.models import build_model
 from roar.registry import lookup
@@ -165,8 +165,11 @@ def naive_trial(spec: TrialSpec, data: ImageData, base_model: nn.Module, device=
     device = torch.device(device)
     cfg = TrainConfig.from_spec(spec)
     start = time.perf_counter()
-    train_maps = naive_maps(base_model, data.train_x, data.train_y, spec.attribution, spec.batch_size, device)
-    test_maps = naive_maps(base_model, data.test_x, data.test_y, spec.attribution, spec.batch_size, device)
+    # the maps explain the same classes as the fast path's: no test map is computed from a test label
+    targets = {split: resolve_targets(base_model, x, y, spec.target, device, split=split)
+               for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y))}
+    train_maps = naive_maps(base_model, data.train_x, targets["train"], spec.attribution, spec.batch_size, device)
+    test_maps = naive_maps(base_model, data.test_x, targets["test"], spec.attribution, spec.batch_size, device)
     t_attr = time.perf_counter()
 
     order = PROTOCOL_ORDERS[spec.protocol]

@@ -329,9 +329,9 @@ def run(spec: SweepSpec, *, address: str | None = None, retry_failed: bool = Fal
             ray.shutdown()
     if result.missing and not (result.store_error or result.tune_errors or result.stage_lost):
         result.interrupted = True
-    _print_outcome(spec, result, resume, out)
     if not (result.store_error or result.interrupted):
         _compact_at_end(plan, out)
+    _print_outcome(spec, result, resume, out)  # last: the final line says what happened
     return result
 
 

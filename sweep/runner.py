@@ -13,11 +13,8 @@ resumed one, reuses them.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shlex
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,133 +24,12 @@ from roar.storage import Store
 
 from . import rows
 from .failures import failure_line, group_errors
-from .grid import StageJobs, expand, grid_points, stage_jobs
 from .progress import Progress, StoreFaultStopper, TuneProgress, format_seconds
-from .spec import ClusterInfo, SweepSpec, local_cluster_info
+from .plan import Plan, describe_plan, estimate, make_plan  # noqa: F401  (the CLI and tests use runner.*)
+from .spec import ClusterInfo, SweepSpec
+from .tune_adapter import make_tuner, remove_tune_folder
 
 Out = Callable[[str], None]
-
-
-# --- planning (no Ray) -----------------------------------------------------------------------------
-@dataclass
-class Plan:
-    """What a run of the spec would do now."""
-
-    spec: SweepSpec
-    store: Store
-    points: int                                  # grid points before de-duplication
-    trials: list[TrialSpec]                      # unique trials of the grid
-    done: set[str]                               # their trial_ids with a stored row
-    todo: list[TrialSpec]                        # trials to run
-    jobs: StageJobs                              # stage jobs the todo trials need
-    cached_models: set[str] = field(default_factory=set)
-    cached_maps: set[str] = field(default_factory=set)
-    pruned: list[str] = field(default_factory=list)  # invalid row files moved to quarantine/
-    quarantine_lines: list[str] = field(default_factory=list)  # "key -> quarantine key: why", one per file
-    retry: list[str] = field(default_factory=list)   # failed trials selected for a rerun
-
-
-def make_plan(spec: SweepSpec, retry_failed: bool = False, prune_bad: bool = True) -> Plan:
-    from roar.artifacts import maps_meta_key, model_meta_key
-
-    store = Store(spec.store, spec.endpoint_url)
-    trials = expand(spec)
-    ids = {t.trial_id for t in trials}
-    stored = rows.scan(store, prune_bad=prune_bad)
-    done = stored.done & ids
-    retry: list[str] = []
-    if retry_failed and done:
-        table = rows.read_all(store, ["trial_id", "status"])
-        retry = sorted(t for t, s in zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())
-                       if s == "failed" and t in ids)
-        for trial_id in retry:
-            if trial_id in stored.row_keys:
-                store.delete(stored.row_keys[trial_id])  # a compacted failed row loses to the new one (rows.dedupe)
-        done -= set(retry)
-    todo = [t for t in trials if t.trial_id not in done]
-    jobs = stage_jobs(todo)
-    cached_models = {k for k in jobs.base_models if store.exists(model_meta_key(k))}
-    cached_maps = {k for k in jobs.maps if store.exists(maps_meta_key(k))}
-    moved = [f"{k} -> {d}: {stored.reasons[k]}" for k, d in sorted(stored.quarantined.items())]
-    return Plan(spec, store, grid_points(spec), trials, done, todo, jobs, cached_models, cached_maps,
-                pruned=sorted(stored.quarantined), quarantine_lines=moved, retry=retry)
-
-
-def estimate(plan: Plan, cluster: ClusterInfo) -> dict:
-    """Rough cost of the remaining work: compute seconds per stage and a wall-time guess.
-
-    A trial's cost is the mean seconds_total of finished trials in the store with the same dataset,
-    model, epochs and protocol when there are any (a resumed or repeated sweep), else
-    roar.pipeline.estimate_seconds (per-image CPU rates; a GPU is assumed 20x faster). Parallelism is
-    how many trials fit the cluster at once.
-    """
-    from roar.pipeline import estimate_seconds
-
-    res = plan.spec.resources
-    speedup = 20.0 if res.gpus_per_trial > 0 and cluster.gpus > 0 else 1.0
-    measured = _measured_trial_seconds(plan)
-    a = sum(estimate_seconds(s)["stage_a"] for k, s in plan.jobs.base_models.items() if k not in plan.cached_models)
-    b = sum(estimate_seconds(s)["stage_b"] for k, s in plan.jobs.maps.items() if k not in plan.cached_maps)
-    c, n_measured = 0.0, 0
-    for t in plan.todo:
-        seconds = measured.get(_cost_group(t))
-        if seconds is None:
-            c += estimate_seconds(t)["trial"] / speedup
-        else:
-            c += seconds
-            n_measured += 1
-    a, b = a / speedup, b / speedup
-    slots = _slots(res.cpus_per_trial, res.gpus_per_trial, cluster, res.max_concurrent_trials)
-    stage_slots = _slots(res.stage_cpus, res.stage_gpus, cluster, None)
-    return {"stage_a_seconds": a, "stage_b_seconds": b, "trial_seconds": c, "measured_trials": n_measured,
-            "parallel_trials": slots, "wall_seconds": (a + b) / stage_slots + c / slots}
-
-
-def _cost_group(t) -> tuple:
-    return (t["dataset"], t["model"], t["epochs"], t["protocol"]) if isinstance(t, dict) else \
-        (t.dataset, t.model, t.epochs, t.protocol)
-
-
-def _measured_trial_seconds(plan: Plan) -> dict[tuple, float]:
-    """Mean seconds_total of the store's ok rows per (dataset, model, epochs, protocol)."""
-    if not plan.done:
-        return {}
-    table = rows.read_all(plan.store, ["dataset", "model", "epochs", "protocol", "seconds_total", "status"])
-    groups: dict[tuple, list[float]] = {}
-    for r in table.to_pylist():
-        if r["status"] == "ok" and r["seconds_total"] is not None:
-            groups.setdefault(_cost_group(r), []).append(r["seconds_total"])
-    return {k: sum(v) / len(v) for k, v in groups.items()}
-
-
-def _slots(cpus: float, gpus: float, cluster: ClusterInfo, cap: int | None) -> int:
-    fit = math.floor(cluster.cpus / cpus) if cpus else 1
-    if gpus > 0 and cluster.gpus > 0:
-        fit = min(fit, math.floor(cluster.gpus / gpus))
-    return max(1, min(fit, cap or fit))
-
-
-def describe_plan(plan: Plan, cluster: ClusterInfo | None = None) -> str:
-    """The dry-run report."""
-    cluster = cluster or local_cluster_info()
-    j = plan.jobs
-    est = estimate(plan, cluster)
-    lines = [
-        f"sweep {plan.spec.name!r} -> {plan.spec.store}",
-        f"  grid points:        {plan.points} ({len(plan.trials)} unique trials)",
-        f"  already done:       {len(plan.done)}" + (f" (plus {len(plan.retry)} failed to retry)" if plan.retry else ""),
-        f"  to run:             {len(plan.todo)}",
-        f"  stage A (models):   {len(j.base_models)} needed, {len(j.base_models) - len(plan.cached_models)} to train",
-        f"  stage B (maps):     {len(j.maps)} needed, {len(j.maps) - len(plan.cached_maps)} to compute",
-        f"  estimate:           stage A {format_seconds(est['stage_a_seconds'])}, "
-        f"stage B {format_seconds(est['stage_b_seconds'])}, trials {format_seconds(est['trial_seconds'])} "
-        f"(compute time), {est['parallel_trials']} trials at once on {cluster.where} "
-        f"-> about {format_seconds(est['wall_seconds'])} wall",
-    ]
-    if est["measured_trials"]:
-        lines.append(f"                      ({est['measured_trials']} trial cost(s) from the seconds of finished "
-                     f"trials in the store; the rest from roar.pipeline.estimate_seconds)")
-    return "\n".join(lines)
 
 
 # --- Ray -------------------------------------------------------------------------------------------
@@ -378,87 +254,29 @@ def _record_stage_failures(plan: Plan, stages: StageOutcome, out: Out) -> list[T
     return left
 
 
-def _tune_storage(plan: Plan) -> str:
-    """Where Tune keeps its own bookkeeping (not results): beside the rows for a local store."""
-    if plan.store.is_local:
-        return os.path.join(plan.store.root, "_tune")
-    return os.path.join(tempfile.gettempdir(), "roar-tune")
-
-
-def keep_credentials_out_of_ray_logs() -> None:
-    """Stop Ray Tune from copying the driver's AWS credentials into the trial actors' runtime_env.
-
-    Tune puts AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_SECURITY_TOKEN into
-    each trainable's runtime_env (ray.tune.execution.class_cache), and Ray's runtime-env agent logs
-    every runtime_env in plain text (logs/runtime_env_agent.log): the secret key ends up in a log file.
-    Trials do not need the copy: like the stage tasks, they read credentials from their node's
-    environment or instance role (a local cluster inherits the driver's environment).
-    """
-    try:
-        from ray.tune.execution import class_cache
-    except ImportError:  # a Ray without this module does not copy them either
-        return
-    names = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    if isinstance(names, (set, frozenset)):
-        class_cache.ENV_VARS_TO_PROPAGATE = frozenset(n for n in names if not n.startswith("AWS_"))
-
-
 def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, verbose: bool):
     from ray import tune
 
     from .trainable import run_one
 
-    keep_credentials_out_of_ray_logs()
-
-    # Tune's per-trial JSON/CSV/TensorBoard loggers duplicate what the row holds; skip their I/O.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # ... which makes the ResultGrid warn that it found no metrics files: we do not use them.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if not verbose:
-        # Tune's newer console output prints its header boxes even at verbose=0; the legacy one is silent.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # On Ctrl-C Tune suggests Tuner.restore, which we do not use (it can rerun finished trials);
-        # the runner prints the command that resumes instead.
-        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     spec, res = plan.spec, plan.spec.resources
     specs = {t.trial_id: t for t in todo}
-    trainable = tune.with_parameters(run_one, specs=specs, store=plan.store, sweep_name=spec.name,
-                                     device=res.device)
-    trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     progress = Progress(total=len(plan.trials), already_done=len(plan.done) + len(plan.todo) - len(todo),
                         name=spec.name, out=out, interval=interval)
     stopper = StoreFaultStopper()
     callback = TuneProgress(progress, out)
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"trial_id": tune.grid_search(list(specs))},
-        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
-                                    max_concurrent_trials=res.max_concurrent_trials,
-                                    trial_dirname_creator=lambda trial: trial.config["trial_id"]),
-        run_config=tune.RunConfig(
-            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-            storage_path=_tune_storage(plan),
-            verbose=2 if verbose else 0,
-            stop=stopper,
-            callbacks=[callback],
-            failure_config=tune.FailureConfig(max_failures=res.max_failures),
-        ),
-    )
+    tuner = make_tuner(
+        run_one, dict(specs=specs, store=plan.store, sweep_name=spec.name, device=res.device),
+        resources=res, name=spec.name, store=plan.store, verbose=verbose, max_failures=res.max_failures,
+        callbacks=[callback], stop=stopper, param_space={"trial_id": tune.grid_search(list(specs))},
+        tune_config=dict(num_samples=1, max_concurrent_trials=res.max_concurrent_trials,
+                         trial_dirname_creator=lambda trial: trial.config["trial_id"]))
     results = tuner.fit()
     progress.show(force=True)
     if results.num_errors == 0 and stopper.error is None:
         # Tune's folder only matters for debugging errors (error.txt per trial); the rows are the record
-        _remove_tune_folder(results.experiment_path)
+        remove_tune_folder(results.experiment_path)
     return stopper.error, results.num_errors, callback
-
-
-def _remove_tune_folder(path: str) -> None:
-    if path and os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-        try:
-            os.rmdir(os.path.dirname(path))  # the _tune folder itself, when no other run is in it
-        except OSError:
-            pass
 
 
 def _summary(plan: Plan, start: float, ran: int, store_error: str | None = None, tune_errors: int = 0):

@@ -35,6 +35,7 @@ from roar.artifacts import verify_artifact
 from roar.storage import TMP_PREFIX, Store
 from sweep import rows
 from sweep import runner as runner_mod
+from sweep import plan as plan_mod
 from sweep.compact import compact
 from sweep.grid import expand
 from sweep.runner import run
@@ -270,7 +271,7 @@ def test_disk_full_mid_sweep_stops_keeps_finished_rows_and_resumes(ray_session, 
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     spec = load_spec(str(reference.spec_path), store=store.uri)
-    monkeypatch.setattr(runner_mod, "Store", functools.partial(DiskFillingStore, ledger=str(ledger), room=2))
+    monkeypatch.setattr(plan_mod, "Store", functools.partial(DiskFillingStore, ledger=str(ledger), room=2))
 
     lines: list[str] = []
     result = run(spec, out=lines.append)
@@ -304,7 +305,7 @@ def test_disk_full_in_a_stage_stops_the_sweep_before_any_trial(ray_session, refe
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     spec = load_spec(str(reference.spec_path), store=str(tmp_path / "store"))
-    monkeypatch.setattr(runner_mod, "Store", functools.partial(DiskFillingStore, ledger=str(ledger), room=0))
+    monkeypatch.setattr(plan_mod, "Store", functools.partial(DiskFillingStore, ledger=str(ledger), room=0))
     lines: list[str] = []
     result = run(spec, out=lines.append)
     assert result.exit_code == 3 and (result.ok, result.failed, result.missing) == (0, 0, 4)

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from typing import Callable
 from roar.storage import Store
 
 from ..spec import SpecError
+from ..tune_adapter import make_tuner
 from .gaming import gaming_summary, run_gaming_trial, stored_gaming_value
 from .recipe import recipe_summary, run_recipe_trial, stored_recipe_value_fn
 from .space import Dim, baseline_params, space_bounds, suggest
@@ -206,23 +205,11 @@ def _concurrency(spec: SearchSpec) -> int:
     return max(1, fit)
 
 
-def _tune_storage_path(store: Store) -> str:
-    import tempfile
-    return os.path.join(store.root, "_tune") if store.is_local else os.path.join(tempfile.gettempdir(), "roar-tune")
-
-
 def optimize_tune(spec: SearchSpec, cell: Cell, study, n_new: int, env: TrialEnv, study_store: StudyStore,
                   out: Out, verbose: bool = False) -> None:
     """Ray Tune with OptunaSearch on the same study (same storage), at most _concurrency trials at once."""
-    from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    # Tune's own loggers duplicate the rows, and its console header boxes print even at verbose=0.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if not verbose:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    res = spec.sweep.resources
     searcher = OptunaSearch(space=DefineByRun(spec.space, spec.kind), metric=OBJECTIVE, mode="max",
                             sampler=study.sampler, study_name=cell.study, storage=study_store.storage())
     scheduler = None
@@ -232,20 +219,12 @@ def optimize_tune(spec: SearchSpec, cell: Cell, study, n_new: int, env: TrialEnv
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=OBJECTIVE, mode="max",
                                   max_t=int(space_bounds(spec.space, "epochs") or cell.spec.epochs),
                                   grace_period=pruning["grace_epochs"], reduction_factor=pruning["reduction_factor"])
-    from ..runner import keep_credentials_out_of_ray_logs
-    keep_credentials_out_of_ray_logs()  # Tune would copy AWS keys into runtime_envs, which Ray logs
-    trainable = tune.with_parameters(_tune_trial, kind_name=spec.kind, cell=cell, env=env)
-    trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=n_new,
-                                    max_concurrent_trials=_concurrency(spec), reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=f"{cell.study}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-            storage_path=_tune_storage_path(env.store), verbose=2 if verbose else 0,
-            callbacks=[_sync_callback(study_store, cell.study, out)],
-            failure_config=tune.FailureConfig(max_failures=0)),
-    )
+    tuner = make_tuner(
+        _tune_trial, dict(kind_name=spec.kind, cell=cell, env=env), resources=spec.sweep.resources,
+        name=cell.study, store=env.store, verbose=verbose, max_failures=0,
+        callbacks=[_sync_callback(study_store, cell.study, out)],
+        tune_config=dict(search_alg=searcher, scheduler=scheduler, num_samples=n_new,
+                         max_concurrent_trials=_concurrency(spec)))
     tuner.fit()
 
 

@@ -34,7 +34,6 @@ from analysis.schema import COLUMNS, PROVENANCE_COLUMNS
 from roar.artifacts import verify_artifact
 from roar.storage import TMP_PREFIX, Store
 from sweep import rows
-from sweep import runner as runner_mod
 from sweep import plan as plan_mod
 from sweep.compact import compact
 from sweep.grid import expand

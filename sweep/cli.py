@@ -6,7 +6,7 @@
     roar report STORE -o DIR        (analysis.cli)
     roar search SPEC ...            (sweep.search)
     roar bench ...                  (benchmarks)
-    roar verify STORE               (sweep.verify)
+    roar verify STORE               (sweep.verify_cli)
 
 Exit codes: 0 success, 1 trials missing or failed to run (or every trial of the sweep failed), 2 a bad spec
 or arguments, 3 the results store failed mid-sweep, 130 interrupted.
@@ -26,7 +26,7 @@ DELEGATES = {
     "report": ("analysis.cli", "main", "tables, plots and an HTML report from a store"),
     "search": ("sweep.search", "main", "Optuna search over a spec's space"),
     "bench": ("benchmarks.__main__", "main", "throughput benchmarks"),
-    "verify": ("sweep.verify", "main", "check a store: schemas, duplicates, truncated files, artifacts"),
+    "verify": ("sweep.verify_cli", "main", "check a store: schemas, duplicates, truncated files, artifacts"),
 }
 
 

@@ -28,7 +28,7 @@ from sweep.cli import main as cli_main
 from sweep.grid import expand
 from sweep.runner import run
 from sweep.spec import load_spec
-from sweep.verify import main as verify_main
+from sweep.verify_cli import main as verify_main
 
 SMOKE = Path(__file__).resolve().parent.parent / "specs" / "smoke.yaml"
 # Every column but where/when/how long a trial ran must be equal between two backends.

@@ -23,7 +23,8 @@ from sweep import cli, rows
 from sweep.compact import compact
 from sweep.grid import expand
 from sweep.spec import load_spec
-from sweep.verify import PROBLEM, WARNING, main, verify_store
+from sweep.verify import PROBLEM, WARNING, verify_store
+from sweep.verify_cli import main
 
 SMOKE = Path(__file__).resolve().parent.parent / "specs" / "smoke.yaml"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

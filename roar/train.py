@@ -172,7 +172,11 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device="cpu", batch_size: 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu", batch_size: int = 1024):
     """(accuracy, mean cross-entropy) of the final model on the whole split."""
-    logits = predict_logits(model, x, device, batch_size)
+    return logits_accuracy_loss(predict_logits(model, x, device, batch_size), y)
+
+
+def logits_accuracy_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of logits (N, classes) against labels y (N,)."""
     y = y.to(logits.device)
     acc = (logits.argmax(1) == y).float().mean().item()
     loss = F.cross_entropy(logits, y).item()

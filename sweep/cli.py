@@ -142,17 +142,26 @@ def _dry_run(spec, cluster) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
+def load_store_spec(path: str | None):
+    """(spec, None) for a store command's --spec (spec is None when none is given), or (None, 2) after
+    printing the spec's problems: status and verify read it the same way."""
     from .spec import SpecError, load_spec
+
+    if not path:
+        return None, None
+    try:
+        return load_spec(path, check_environment=False), None
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return None, 2
+
+
+def cmd_status(args) -> int:
     from .status import store_status
 
-    spec = None
-    if args.spec:
-        try:
-            spec = load_spec(args.spec, check_environment=False)
-        except SpecError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+    spec, failed = load_store_spec(args.spec)
+    if failed:
+        return failed
     try:
         status = store_status(Store(args.store, _endpoint()), spec)
     except FileNotFoundError as exc:

@@ -6,6 +6,8 @@ import sys
 
 from roar.storage import Store
 
+from .cli import load_store_spec
+from .grid import expand
 from .verify import verify_store
 
 
@@ -19,15 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="re-read every row file instead of trusting the row index "
                                                        "(which holds each file's validated row, keyed by size and time)")
     args = p.parse_args(argv)
-    spec = None
-    if args.spec:
-        from .grid import expand
-        from .spec import SpecError, load_spec
-        try:
-            spec = load_spec(args.spec, check_environment=False)
-        except SpecError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+    spec, failed = load_store_spec(args.spec)
+    if failed:
+        return failed
     try:
         report = verify_store(Store(args.store, spec.endpoint_url if spec else None),
                               expand(spec) if spec else (), full=args.full)

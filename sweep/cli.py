@@ -111,8 +111,9 @@ def _warn_leaky_target(spec) -> None:
     """Say loudly when a spec puts the test labels into the test inputs (target 'label_leaky')."""
     from roar.attribution import LEAKY_TARGETS
 
-    values = {spec.fixed.get("target")} | {c.get("target") for _, choices in spec.groups for c in choices}
-    leaky = sorted(v for v in values if v in LEAKY_TARGETS)
+    from .spec_checks import projected_grid
+
+    leaky = sorted(target for (target,) in projected_grid(spec, ("target",)) if target in LEAKY_TARGETS)
     if leaky:
         print(f"warning: target {', '.join(leaky)} computes the TEST maps from the TEST labels, so the test "
               "masks carry the label and ROAR measures that leak, not removed information. Use it only to "

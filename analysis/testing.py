@@ -26,10 +26,9 @@ import uuid
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .io import filesystem
-from .schema import COLUMNS, SCHEMA_VERSION, rows_to_table
+from .schema import COLUMNS, SCHEMA_VERSION, encode_row_file, rows_to_table
 from .contract import PROTOCOL_SCORES
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "random")
@@ -272,7 +271,7 @@ def write_rows(df: pd.DataFrame, store: str) -> list[str]:
         final = posixpath.join(base, f"{row['trial_id']}.parquet")
         target = posixpath.join(base, f".tmp-{uuid.uuid4().hex}") if is_local else final
         with fs.open_output_stream(target) as out:
-            pq.write_table(rows_to_table([row]), out)
+            out.write(encode_row_file(row))   # the sweep's encoding, so benchmarks read what a sweep leaves
         if is_local:
             os.replace(target, final)
         paths.append(final)

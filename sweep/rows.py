@@ -11,29 +11,21 @@ redone. ``roar compact`` folds rows into ``compacted/``; the finished trials are
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analysis import layout, store_read
 from analysis.layout import COMPACTED_DIR, ROWS_DIR, SUFFIX, dedupe, row_key, trial_id_of  # noqa: F401
-from analysis.schema import COLUMNS, SCHEMA_VERSION, rows_to_table
+from analysis.schema import COLUMNS, SCHEMA_VERSION, encode_row_file, rows_to_table
 from roar.spec import TrialSpec
 from roar.storage import Store
-
-# per-trial files without the schema's per-column prose: a 3x smaller footer, read once per file
-_ROW_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in rows_to_table([]).schema])
 
 
 def encode_row(row: dict) -> bytes:
     """One row dict -> Parquet bytes in the contract's schema, stamped with SCHEMA_VERSION (unknown keys
     raise SchemaError). Every row the sweep writes goes through here."""
-    table = rows_to_table([{**row, "schema_version": SCHEMA_VERSION}]).cast(_ROW_SCHEMA)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
+    return encode_row_file({**row, "schema_version": SCHEMA_VERSION})
 
 
 def write_row(store: Store, row: dict) -> str:

@@ -257,6 +257,7 @@ def _record_stage_failures(plan: Plan, stages: StageOutcome, out: Out) -> list[T
 def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, verbose: bool):
     from ray import tune
 
+    from .row_indexer import RowIndexer
     from .trainable import run_one
 
     spec, res = plan.spec, plan.spec.resources
@@ -265,10 +266,11 @@ def _run_trials(plan: Plan, todo: list[TrialSpec], out: Out, interval: float, ve
                         name=spec.name, out=out, interval=interval)
     stopper = StoreFaultStopper()
     callback = TuneProgress(progress, out)
+    indexer = RowIndexer(plan.store, out=out)
     tuner = make_tuner(
         run_one, dict(specs=specs, store=plan.store, sweep_name=spec.name, device=res.device),
         resources=res, name=spec.name, store=plan.store, verbose=verbose, max_failures=res.max_failures,
-        callbacks=[callback], stop=stopper, param_space={"trial_id": tune.grid_search(list(specs))},
+        callbacks=[callback, indexer], stop=stopper, param_space={"trial_id": tune.grid_search(list(specs))},
         tune_config=dict(num_samples=1, max_concurrent_trials=res.max_concurrent_trials,
                          trial_dirname_creator=lambda trial: trial.config["trial_id"]))
     results = tuner.fit()

@@ -44,6 +44,7 @@ class BenchSettings:
     store_new_rows: int = 1_000             # ... of this many new row files
     store_s3: bool = True                   # also status and load on a local S3 server (moto)
     store_s3_today_sample: int = 300
+    store_report_trials: tuple[int, ...] = (10_800, 100_000)   # `roar report` on compacted stores this big
 
     def retrain_spec(self, method: str) -> TrialSpec:
         return TrialSpec(**{**self.retrain, "attribution": method})
@@ -61,6 +62,6 @@ QUICK = BenchSettings(
     sweep_seeds=(0,), sweep_fractions=(0.3, 0.7), sweep_sigmas=(0.0,),
     memory_trials=24, memory_reference_trial=6, rss_growth_goal_mib=16.0, accuracy_tolerance=0.1,
     gpu_packing=(1, 2), gpu_quick=True, store_trials=240, store_today_sample=240, store_compact_base=200,
-    store_new_rows=40, store_s3=False)
+    store_new_rows=40, store_s3=False, store_report_trials=(240,))
 
 PRESETS = {"full": FULL, "quick": QUICK}

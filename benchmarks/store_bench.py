@@ -23,6 +23,9 @@ from .report import Metric
 
 GOAL_SECONDS = 5.0          # status, resume planning, load, verify, incremental compact (issue 15 item 3)
 GOAL_S3_SECONDS = 30.0      # status and load on the S3 test server
+GOAL_REPORT_SECONDS = {10_800: 20.0, 100_000: 60.0}   # roar report (item 3), its fits at 100k (item 4)
+GOAL_REPORT_MB = 5.0        # the HTML at 100,000 rows (item 4)
+TODAY_REPORT_SECONDS = 65.0  # roar report on 10,800 compacted rows on main when issue 15 was filed
 
 
 def fake_frame(n: int) -> pd.DataFrame:
@@ -127,6 +130,7 @@ def store_section(settings, workdir: str, log: Callable[[str], None] = print) ->
                               ratio=_ratio(measured_today.get(name), seconds), goal_on="fast", goal_op="le",
                               goal=GOAL_SECONDS, note=(today_note if today else f"no baseline: {today_error}")))
     metrics.append(_compaction(settings, workdir, today, log, details))
+    metrics += _reports(settings, workdir, log, details)
     if settings.store_s3:
         metrics += _s3(settings, today, log, details)
     details["today_seconds"] = measured_today
@@ -186,6 +190,47 @@ def _compaction(settings, workdir, today, log, details) -> Metric:
     return Metric("store", f"compact {extra} new rows into {base}", "s", seconds.get("today"), seconds["new"],
                   ratio=_ratio(seconds.get("today"), seconds["new"]), goal_on="fast", goal_op="le", goal=GOAL_SECONDS,
                   note="today rewrites every partition; new adds one part per partition")
+
+
+def _reports(settings, workdir, log, details) -> list[Metric]:
+    """`roar report` (load, fits, figures, HTML) on compacted stores of study-sized grids: its seconds,
+    the fits' share, and the HTML's size. Today's code is not loadable here: its 10,800-row time is the
+    one measured when the issue was filed."""
+    import tempfile
+
+    from analysis.compute import analyze
+    from analysis.io import load
+    from analysis.report import write_report
+    from analysis.schema import rows_to_table
+    from analysis.testing import frame_to_rows
+
+    metrics = []
+    for n in settings.store_report_trials:
+        root = os.path.join(workdir, f"report-{n}")
+        _write_parts(rows_to_table(frame_to_rows(fake_frame(n))), root, old_layout=False)
+        out = tempfile.mkdtemp(prefix="report-", dir=workdir)
+        start = time.perf_counter()
+        results = load(root)
+        fits_start = time.perf_counter()
+        analysis = analyze(results)
+        fits = time.perf_counter() - fits_start
+        html = write_report(analysis, out)["html"]
+        seconds, mb = time.perf_counter() - start, os.path.getsize(html) / 1e6
+        log(f"[store] roar report on {n} compacted rows: {seconds:.1f} s (fits {fits:.1f} s), HTML {mb:.2f} MB")
+        details[f"report_{n}"] = {"seconds": seconds, "fits_seconds": fits, "html_mb": mb}
+        big = n >= 100_000
+        today = TODAY_REPORT_SECONDS if n == 10_800 else None
+        metrics.append(Metric("store", f"report, {n} compacted rows" + (": the fits" if big else ""), "s", today,
+                              fits if big else seconds, ratio=_ratio(today, seconds), goal_on="fast",
+                              goal_op="le", goal=GOAL_REPORT_SECONDS.get(n),
+                              note=f"all of roar report {seconds:.1f} s" if big else
+                              ("today: measured at filing" if today else "")))
+        if big:
+            metrics.append(Metric("store", f"report HTML, {n} rows", "MB", None, mb, goal_on="fast",
+                                  goal_op="le", goal=GOAL_REPORT_MB))
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return metrics
 
 
 def _s3(settings, today, log, details) -> list[Metric]:
@@ -261,6 +306,11 @@ def store_notes(details: dict) -> list[str]:
         s3 = d.get(f"s3_{name}")
         if s3:
             lines.append(f"  S3 {name}: {_s(s3['today'])} / {s3['new']:.2f} / {_r(s3['today'], s3['new'])}")
+    for key in sorted((k for k in d if k.startswith("report_")), key=lambda k: int(k.split("_")[1])):
+        n, r = int(key.split("_")[1]), d[key]
+        was = TODAY_REPORT_SECONDS if n == 10_800 else None
+        lines.append(f"  roar report, {n} compacted rows: {_s(was)} / {r['seconds']:.1f} / {_r(was, r['seconds'])} "
+                     f"(fits {r['fits_seconds']:.1f} s, HTML {r['html_mb']:.2f} MB)")
     return lines
 
 

@@ -35,15 +35,17 @@ def test_fake_frame_has_the_study_grid():
 
 def test_store_section_times_today_and_new_on_the_same_store(tmp_path):
     settings = dataclasses.replace(QUICK, store_trials=60, store_today_sample=30, store_compact_base=40,
-                                   store_new_rows=10)
+                                   store_new_rows=10, store_report_trials=(240,))
     metrics, details = store_section(settings, str(tmp_path), log=lambda line: None)
     names = [m.metric for m in metrics]
     assert names == ["status, first read of 60 foreign row files (cold)", "status, 60 row files",
                      "resume planning, 60 row files", "load, 60 row files", "verify, 60 row files",
-                     "compact 10 new rows into 40"]
+                     "compact 10 new rows into 40", "report, 240 compacted rows"]
     if details["today_seconds"]:                # git history present: the baseline ran, scaled 60/30
-        assert all(m.naive is not None and m.ratio == pytest.approx(m.naive / m.fast) for m in metrics)
+        assert all(m.naive is not None and m.ratio == pytest.approx(m.naive / m.fast) for m in metrics[:6])
         assert "today timed on 30 of 60 files, x2.00" in metrics[1].note
+    assert details["report_240"]["html_mb"] > 0.01 and 0 < details["report_240"]["fits_seconds"] < metrics[6].fast
     assert all(m.fast > 0 for m in metrics)
     lines = store_notes({"store": details})
-    assert lines[0] == "store, 60 trials (today / new / ratio, seconds):" and len(lines) == 7
+    assert lines[0] == "store, 60 trials (today / new / ratio, seconds):" and len(lines) == 8
+    assert lines[-1].startswith("  roar report, 240 compacted rows: — / ")

@@ -91,8 +91,8 @@ def test_cpu_spec_keeps_the_grid_and_recipe_per_seed(tmp_path):
     seeds = sorted({t.seed for t in ts})
     for seed in seeds:
         mine = [t for t in ts if t.seed == seed]
-        assert Counter(t.protocol for t in mine) == {"roar": 120, "road_morf": 120, "leakage": 120}
-        assert len(retrains(mine)) == 240   # ROAR and the leakage probe train; ROAD does not
+        assert Counter(t.protocol for t in mine) == {"roar": 120, "road_morf": 120}
+        assert len(retrains(mine)) == 120   # ROAR trains; ROAD does not
     assert {t.attribution for t in ts} == PAPER_METHODS and {t.fraction for t in ts} == PAPER_FRACTIONS
     assert {(t.postprocess, t.sigma, t.filter_size) for t in ts} == PAPER_POSTPROCESS
     recipe = PAPER_SETTINGS | CPU_CHANGES
@@ -170,10 +170,9 @@ def test_reduced_cpu_spec_runs_end_to_end(sweep_process, tmp_path):
     got = rows.read_all(Store(str(store))).to_pylist()
     assert {r["trial_id"] for r in got} == {t.trial_id for t in expand(spec)}
     assert all(r["status"] == "ok" for r in got), [r["error"] for r in got if r["status"] != "ok"][:3]
-    assert Counter(r["protocol"] for r in got) == {"roar": 48, "road_morf": 48, "leakage": 48}
+    assert Counter(r["protocol"] for r in got) == {"roar": 48, "road_morf": 48}
     # top-k: exactly round(fraction x 784) pixels of every image
     assert {round(r["removed_fraction_actual"] * 784, 3) for r in got} == {235.0, 549.0}
-    assert all(r["leakage_accuracy"] is not None for r in got if r["protocol"] == "leakage")
 
 
 def test_leaky_cpu_spec_differs_only_in_target_and_fraction():

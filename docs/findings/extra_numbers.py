@@ -1,26 +1,30 @@
-"""Numbers in docs/findings-fashion-mnist.md that `roar report` does not print for a one-seed run.
+"""Numbers in docs/findings-fashion-mnist.md that `roar report` does not print.
 
-    .venv/bin/python docs/findings/extra_numbers.py results/paper-fmnist-cpu > docs/findings/extra_numbers.md
+    .venv/bin/python docs/findings/extra_numbers.py results/paper-fmnist-cpu results/paper-fmnist-cpu-leaky \
+        > docs/findings/extra_numbers.md
 
-Reads the sweep's rows (and, for section 4, its stored attribution maps) and prints Markdown:
-1. mean change of the score per protocol and post-processing with a 95% CI from a bootstrap over the 8
-   methods (the 5 fractions of one method share a base model and a map set, so they are not independent;
-   `roar report` gives CIs across seeds, and this run has one seed);
-2. the same change for the random baseline alone, and the methods' ROAR ranks;
-3. leakage: the mask-only probe's accuracy per post-processing, and how the change in leakage goes with
-   the change in ROAR accuracy;
+Reads the sweeps' rows (and, for section 4, the stored attribution maps of seed 0) and prints Markdown:
+1. the base model of every seed (the findings need >= 85%);
+2. the random baseline under ROAR: its accuracy and rank per fraction and post-processing, and its score
+   change from post-processing against the 7 attribution methods';
+3. the label leak: ROAR at fraction 0.5 with `target: label_leaky` (test-split maps from the test labels)
+   beside the same cells with `target: predicted`, with the leak columns of every row;
 4. how many pixels threshold ('percentile') selection would remove on these maps, against top-k.
-Accuracies and scores are fractions; the text shows percentage points (1 point = 0.01).
+Every interval is a 95% Student-t interval of the mean across seeds (base model, maps and retrain are
+redrawn per seed); a mean over cells is taken within each seed first. With fewer than 3 seeds no
+interval is printed. Accuracies are fractions; changes are percentage points (1 point = 0.01).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
 import pandas as pd
 import torch
 
+from analysis.stats import seed_ci
 from roar import pipeline
 from roar.postprocess import postprocess_maps
 from roar.protocols.context import split_index
@@ -30,7 +34,7 @@ from roar.storage import Store
 from sweep import rows
 
 LEVELS = {("identity", 0.0, 0): "none", ("max_filter", 0.0, 3): "max filter 3", ("gaussian", 1.0, 0): "gaussian 1"}
-BOOTSTRAP_DRAWS = 10_000
+POST = ("max filter 3", "gaussian 1")
 
 
 def load(store: Store) -> pd.DataFrame:
@@ -40,102 +44,118 @@ def load(store: Store) -> pd.DataFrame:
     return df
 
 
-def paired(df: pd.DataFrame, protocol: str, column: str) -> pd.DataFrame:
-    """One row per (method, fraction): `column` at each level, and the change of every level vs none."""
-    wide = df[df.protocol == protocol].pivot_table(index=["attribution", "fraction"], columns="level",
-                                                   values=column)
-    for level in ("max filter 3", "gaussian 1"):
+def pts(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{100 * v:+.1f}"
+
+
+def across_seeds(per_seed: pd.Series, scale: float = 100.0, signed: bool = True) -> str:
+    """'mean (95% CI low to high)' of one value per seed, or the mean and why there is no interval."""
+    mean, low, high = seed_ci(per_seed.to_numpy())
+    fmt = (lambda v: f"{scale * v:+.1f}") if signed else (lambda v: f"{scale * v:.1f}")
+    if not np.isfinite(low):
+        return f"{fmt(mean)} (no interval: {per_seed.notna().sum()} seed(s))"
+    return f"{fmt(mean)} (95% CI {fmt(low)} to {fmt(high)})"
+
+
+def paired(df: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """One row per (seed, method, fraction): accuracy at each level and each level's change vs none."""
+    wide = df[df.protocol == protocol].pivot_table(index=["seed", "attribution", "fraction"], columns="level",
+                                                   values="accuracy")
+    for level in POST:
         wide[f"d {level}"] = wide[level] - wide["none"]
     return wide.reset_index()
 
 
-def method_bootstrap(wide: pd.DataFrame, col: str, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of `col` over cells and a 95% percentile CI resampling whole methods (all their fractions)."""
-    per_method = wide.groupby("attribution")[col].agg(["sum", "count"])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(per_method), size=(BOOTSTRAP_DRAWS, len(per_method)))
-    sums, counts = per_method["sum"].to_numpy()[draws].sum(1), per_method["count"].to_numpy()[draws].sum(1)
-    low, high = np.percentile(sums / counts, [2.5, 97.5])
-    return float(wide[col].mean()), float(low), float(high)
-
-
-def pts(v: float) -> str:
-    return f"{100 * v:+.1f}"
-
-
-def section_changes(df: pd.DataFrame) -> list[str]:
-    out = ["## 1. Mean score change per post-processing (95% CI: bootstrap over the 8 methods)", "",
-           "| protocol | post-processing | mean change (points) | 95% CI | cells improved |", "|---|---|---|---|---|"]
-    for protocol in ("roar", "road_morf"):
-        # score = accuracy drop = base accuracy - accuracy; the base model is shared, so a change of the
-        # score is minus the change of the accuracy
-        wide = paired(df, protocol, "accuracy")
-        for level in ("gaussian 1", "max filter 3"):
-            wide["score change"] = -wide[f"d {level}"]
-            mean, low, high = method_bootstrap(wide, "score change")
-            improved = int((wide["score change"] > 0).sum())
-            out.append(f"| {protocol} | {level} | {pts(mean)} | {pts(low)} to {pts(high)} | {improved} of {len(wide)} |")
+def section_base(df: pd.DataFrame) -> list[str]:
+    base = df.groupby("seed")["base_accuracy"].agg(["min", "max"])
+    out = ["## 1. The base model of each seed", "", "| seed | base-model test accuracy |", "|---|---|"]
+    out += [f"| {seed} | {r['min']:.3f} |" for seed, r in base.iterrows()]
+    assert (base["min"] == base["max"]).all(), "one base model per seed"
     return out + [""]
 
 
 def section_random(df: pd.DataFrame) -> list[str]:
     out = ["## 2. The random baseline under ROAR", "",
-           "ROAR accuracy of random maps (lower = 'better' under ROAR) and its rank among the 8 methods "
-           "(1 = lowest accuracy = best ROAR score):", "",
+           "ROAR accuracy of random maps, mean over seeds (lower = 'better' under ROAR), and its mean rank "
+           f"among the {df.attribution.nunique()} methods (1 = lowest accuracy = best ROAR score; ranks within "
+           "each seed):", "",
            "| fraction | none | rank | max filter 3 | rank | gaussian 1 | rank |", "|---|---|---|---|---|---|---|"]
-    roar = df[df.protocol == "roar"]
-    for fraction, cell in roar.groupby("fraction"):
+    roar = df[df.protocol == "roar"].copy()
+    roar["rank"] = roar.groupby(["seed", "fraction", "level"])["accuracy"].rank(method="min")
+    rnd = roar[roar.attribution == "random"].groupby(["fraction", "level"])[["accuracy", "rank"]].mean()
+    for fraction in sorted(roar.fraction.unique()):
         parts = [f"{fraction:g}"]
         for level in ("none", "max filter 3", "gaussian 1"):
-            acc = cell[cell.level == level].set_index("attribution")["accuracy"]
-            parts += [f"{acc['random']:.3f}", str(int(acc.rank(method='min')['random']))]
+            r = rnd.loc[(fraction, level)]
+            parts += [f"{r['accuracy']:.3f}", f"{r['rank']:.1f}"]
         out.append("| " + " | ".join(parts) + " |")
-    wide = paired(df, "roar", "accuracy")
-    rnd = wide[wide.attribution == "random"]
-    rest = wide[wide.attribution != "random"]
-    for level in ("gaussian 1", "max filter 3"):
-        out.append("")
-        out.append(f"- {level}: ROAR score change of random maps {pts(-rnd[f'd {level}'].mean())} points "
-                   f"(mean over 5 fractions), of the 7 attribution methods {pts(-rest[f'd {level}'].mean())} points.")
+    wide = paired(df, "roar")
+    out.append("")
+    for level in POST:
+        # score = base accuracy - accuracy: a score change is minus the accuracy change
+        change = -wide.assign(is_random=wide.attribution == "random").groupby(["is_random", "seed"])[f"d {level}"].mean()
+        out.append(f"- {level}: ROAR score change of random maps {across_seeds(change.loc[True])} points, "
+                   f"of the other methods {across_seeds(change.loc[False])} points "
+                   f"(mean over fractions within a seed).")
     return out + [""]
 
 
-def section_leakage(df: pd.DataFrame) -> list[str]:
-    out = ["## 3. Mask leakage", "",
-           "Accuracy of a classifier trained on the binary ROAR mask alone (chance 0.11; base model "
-           f"{df.base_accuracy.iloc[0]:.3f}), mean over the 7 attribution methods (random maps: mean "
-           f"{df[(df.protocol == 'leakage') & (df.attribution == 'random')].leakage_accuracy.mean():.3f}):", "",
-           "| fraction | none | max filter 3 | gaussian 1 |", "|---|---|---|---|"]
-    leak = df[(df.protocol == "leakage") & (df.attribution != "random")]
-    table = leak.pivot_table(index="fraction", columns="level", values="leakage_accuracy")
-    for fraction, r in table.iterrows():
-        out.append(f"| {fraction:g} | {r['none']:.3f} | {r['max filter 3']:.3f} | {r['gaussian 1']:.3f} |")
-    roar = paired(df[df.attribution != "random"], "roar", "accuracy")
-    leaks = paired(df[df.attribution != "random"], "leakage", "leakage_accuracy")
-    both = roar.merge(leaks, on=["attribution", "fraction"], suffixes=("_roar", "_leak"))
-    d_roar = np.concatenate([both[f"d {lv}_roar"] for lv in ("gaussian 1", "max filter 3")])
-    d_leak = np.concatenate([both[f"d {lv}_leak"] for lv in ("gaussian 1", "max filter 3")])
-    rho = pd.Series(d_roar).corr(pd.Series(d_leak), method="spearman")
-    slope = np.polyfit(d_leak, d_roar, 1)[0]
-    level_roar = df[(df.protocol == "roar") & (df.attribution != "random")].set_index(
-        ["attribution", "fraction", "level"])["accuracy"]
-    level_leak = df[(df.protocol == "leakage") & (df.attribution != "random")].set_index(
-        ["attribution", "fraction", "level"])["leakage_accuracy"]
-    r_levels = level_roar.corr(level_leak.reindex(level_roar.index))
-    out += ["", f"- Across the 105 (method, fraction, post-processing) cells of the 7 attribution methods, ROAR "
-                f"accuracy and leakage accuracy correlate with Pearson r = {r_levels:.2f}.",
-            f"- Change caused by post-processing (70 cells: 7 methods x 5 fractions x 2 post-processings): "
-            f"Spearman rho between the change of leakage accuracy and the change of ROAR accuracy = {rho:.2f}; "
-            f"least-squares slope {slope:.2f} points of ROAR accuracy per point of leakage.", ""]
+def section_leak(df: pd.DataFrame, leaky: pd.DataFrame | None) -> list[str]:
+    out = ["## 3. The label leak: `target: label_leaky` against `target: predicted`", ""]
+    if leaky is None or leaky.empty:
+        return out + ["No rows of the leak study (specs/paper-fmnist-cpu-leaky.yaml) were given.", ""]
+    fraction = float(leaky.fraction.iloc[0])
+    seeds = sorted(leaky.seed.unique())
+    cols = ["accuracy", "accuracy_base_wrong", "agreement_base"]
+    key = ["seed", "attribution", "level"]
+    fair = df[(df.protocol == "roar") & (df.fraction == fraction) & df.seed.isin(seeds)].set_index(key)[cols]
+    bad = leaky[leaky.protocol == "roar"].set_index(key)[cols]
+    both = bad.join(fair, lsuffix="_leaky", rsuffix="_predicted", how="inner")
+    cell = both.groupby(["attribution", "level"]).mean()
+    n_wrong = leaky[leaky.protocol == "roar"].groupby("seed")["n_base_wrong"].first()
+    out += [f"ROAR at fraction {fraction:g}, the same {len(seeds)} seed(s) (base models and retrain seeds) in both "
+            f"runs; the table shows means over seeds. `target_test` of the leak rows: "
+            f"{', '.join(sorted(leaky.target_test.unique()))}; of the others: "
+            f"{', '.join(sorted(df.target_test.unique()))}. `accuracy_base_wrong` is the retrained model's accuracy "
+            f"on the test images the base model gets wrong ({', '.join(str(int(n)) for n in n_wrong)} images per "
+            f"seed): without a leak a retrained model rarely fixes the base model's errors; reading the label "
+            f"from the mask, it does.", "",
+            "| method | post-processing | accuracy, predicted | accuracy, label_leaky | on base-model errors, "
+            "predicted | on base-model errors, label_leaky | agreement with base, predicted | label_leaky |",
+            "|---|---|---|---|---|---|---|---|"]
+    for (method, level), r in cell.iterrows():
+        out.append(f"| {method} | {level} | {r['accuracy_predicted']:.3f} | {r['accuracy_leaky']:.3f} | "
+                   f"{r['accuracy_base_wrong_predicted']:.3f} | {r['accuracy_base_wrong_leaky']:.3f} | "
+                   f"{r['agreement_base_predicted']:.3f} | {r['agreement_base_leaky']:.3f} |")
+    gap = (both["accuracy_leaky"] - both["accuracy_predicted"]).rename("gap").to_frame()
+    gap["gap_wrong"] = both["accuracy_base_wrong_leaky"] - both["accuracy_base_wrong_predicted"]
+    gap["random"] = gap.index.get_level_values("attribution") == "random"
+    real, rnd = gap[~gap.random], gap[gap.random]
+    n_real = real.groupby(["attribution", "level"]).ngroups
+    cell_gap = real.groupby(["attribution", "level"])["gap"].mean()
+    base = leaky.groupby("seed")["base_accuracy"].first()
+    above = both[~gap.random].groupby(["attribution", "level"]).mean()
+    mean_base = float(base.mean())
+    out += ["", f"- The leak raises ROAR accuracy by {across_seeds(real.groupby('seed')['gap'].mean())} points "
+                f"(mean over the {n_real} cells of the attribution methods within a seed, random excluded; per cell "
+                f"{pts(cell_gap.min())} to {pts(cell_gap.max())}), and accuracy on the base model's errors by "
+                f"{across_seeds(real.groupby('seed')['gap_wrong'].mean())} points.",
+            f"- With the leak, {int((above['accuracy_leaky'] > mean_base).sum())} of {n_real} cells score above the "
+            f"base model (mean {mean_base:.3f}) after removing half of every image's pixels; without it, "
+            f"{int((above['accuracy_predicted'] > mean_base).sum())}.",
+            f"- Random maps do not depend on the target: their ROAR accuracy changes by "
+            f"{across_seeds(rnd.groupby('seed')['gap'].mean())} points between the runs, so the gap above is in "
+            f"the maps, not the pipeline.", ""]
     return out
 
 
 def section_selection(df: pd.DataFrame, store: Store) -> list[str]:
-    out = ["## 4. Threshold ('percentile') selection on these maps", "",
+    out = ["## 4. Threshold ('percentile') selection on these maps (seed 0)", "",
            "Mean fraction of test pixels removed if the masks were chosen by a percentile threshold "
            "(the study's selection) instead of exact top-k (this run; top-k removes exactly the fraction):", "",
            "| method | post-processing | 0.1 | 0.3 | 0.5 | 0.7 | 0.9 |", "|---|---|---|---|---|---|---|"]
-    config = json.loads(df.config_json.iloc[0])   # every field but the method is shared by the maps
+    first = df[df.seed == df.seed.min()]
+    config = json.loads(first.config_json.iloc[0])   # every field but the method is shared by the maps
     fractions = sorted(df.fraction.unique())
     for method in sorted(df.attribution.unique()):
         spec = TrialSpec.from_dict({**config, "attribution": method})
@@ -149,15 +169,18 @@ def section_selection(df: pd.DataFrame, store: Store) -> list[str]:
     return out + [""]
 
 
-def main(uri: str) -> None:
+def main(uri: str, leaky_uri: str | None = None) -> None:
     store = Store(uri)
     df = load(store)
-    lines = [f"# Extra numbers for {uri} ({len(df)} ok rows, code_version "
-             f"{', '.join(sorted(df.code_version.unique()))})", "",
+    leaky = load(Store(leaky_uri)) if leaky_uri and os.path.exists(leaky_uri) else None
+    versions = sorted(set(df.code_version) | (set(leaky.code_version) if leaky is not None else set()))
+    lines = [f"# Extra numbers for {uri}" + (f" and {leaky_uri}" if leaky is not None else "")
+             + f" ({len(df)}" + (f" + {len(leaky)}" if leaky is not None else "")
+             + f" ok rows, code_version {', '.join(versions)})", "",
              "Generated by `docs/findings/extra_numbers.py`; see that file's docstring.", ""]
-    lines += section_changes(df) + section_random(df) + section_leakage(df) + section_selection(df, store)
+    lines += section_base(df) + section_random(df) + section_leak(df, leaky) + section_selection(df, store)
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "results/paper-fmnist-cpu")
+    main(*(sys.argv[1:3] if len(sys.argv) > 1 else ["results/paper-fmnist-cpu"]))

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny version (seconds): checks that every path runs")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON results file (default: {DEFAULT_OUT})")
     p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+                   help=f"comma-separated subset of {','.join(SECTIONS + OPTIONAL_SECTIONS)} (default: "
+                        f"{','.join(SECTIONS)}; {','.join(OPTIONAL_SECTIONS)} only when named)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per retrain in this process (default 1: what each sweep trial gets "
                         "with cpus_per_trial=1)")

@@ -39,14 +39,13 @@ def validate_in_workers(root: str, keys: list[str], workers: int | None = None):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                       os.environ.get("PYTHONPATH")]))}
     shares = [keys[i::workers] for i in range(workers)]
+    procs: list[subprocess.Popen] = []
     try:
-        procs = [subprocess.Popen([sys.executable, "-m", "analysis.row_workers", root], env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                 for _ in shares]
-    except OSError:
-        return None
-    try:
-        for proc, share in zip(procs, shares):   # a share is a few hundred KB: fits the pipe's reader
+        for _ in shares:
+            procs.append(subprocess.Popen([sys.executable, "-m", "analysis.row_workers", root], env=env,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL))
+        for proc, share in zip(procs, shares):   # each worker reads all its keys before it writes
             proc.stdin.write("\n".join(share).encode())
             proc.stdin.close()
         tables = [pa.ipc.open_stream(proc.stdout).read_all() for proc in procs]
@@ -55,10 +54,11 @@ def validate_in_workers(root: str, keys: list[str], workers: int | None = None):
     except (OSError, pa.ArrowException, ValueError):
         return None
     finally:
-        for proc in procs:
+        for proc in procs:   # none outlives the call, also when one could not start
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
     valid_keys, bodies, invalid = [], [], []
     for table in tables:
         invalid += [tuple(pair) for pair in json.loads(table.schema.metadata[_INVALID])]

@@ -26,6 +26,7 @@ import torch
 
 from analysis.stats import seed_ci
 from roar import pipeline
+from roar.attribution import ATTRIBUTIONS
 from roar.postprocess import postprocess_maps
 from roar.protocols.context import split_index
 from roar.removal import removal_mask, removed_fraction
@@ -110,7 +111,7 @@ def section_leak(df: pd.DataFrame, leaky: pd.DataFrame | None) -> list[str]:
     key = ["seed", "attribution", "level"]
     fair = df[(df.protocol == "roar") & (df.fraction == fraction) & df.seed.isin(seeds)].set_index(key)[cols]
     bad = leaky[leaky.protocol == "roar"].set_index(key)[cols]
-    both = bad.join(fair, lsuffix="_leaky", rsuffix="_predicted", how="inner")
+    both = bad.add_suffix("_leaky").join(fair.add_suffix("_predicted"), how="inner")
     cell = both.groupby(["attribution", "level"]).mean()
     n_wrong = leaky[leaky.protocol == "roar"].groupby("seed")["n_base_wrong"].first()
     out += [f"ROAR at fraction {fraction:g}, the same {len(seeds)} seed(s) (base models and retrain seeds) in both "
@@ -129,7 +130,8 @@ def section_leak(df: pd.DataFrame, leaky: pd.DataFrame | None) -> list[str]:
                    f"{r['agreement_base_predicted']:.3f} | {r['agreement_base_leaky']:.3f} |")
     gap = (both["accuracy_leaky"] - both["accuracy_predicted"]).rename("gap").to_frame()
     gap["gap_wrong"] = both["accuracy_base_wrong_leaky"] - both["accuracy_base_wrong_predicted"]
-    gap["random"] = gap.index.get_level_values("attribution") == "random"
+    # model-free maps (random, sobel) do not depend on any target: the control
+    gap["random"] = [not ATTRIBUTIONS[m].uses_model for m in gap.index.get_level_values("attribution")]
     real, rnd = gap[~gap.random], gap[gap.random]
     n_real = real.groupby(["attribution", "level"]).ngroups
     cell_gap = real.groupby(["attribution", "level"])["gap"].mean()
@@ -137,15 +139,15 @@ def section_leak(df: pd.DataFrame, leaky: pd.DataFrame | None) -> list[str]:
     above = both[~gap.random].groupby(["attribution", "level"]).mean()
     mean_base = float(base.mean())
     out += ["", f"- The leak raises ROAR accuracy by {across_seeds(real.groupby('seed')['gap'].mean())} points "
-                f"(mean over the {n_real} cells of the attribution methods within a seed, random excluded; per cell "
+                f"(mean over the {n_real} cells of the model-based methods within a seed; per cell "
                 f"{pts(cell_gap.min())} to {pts(cell_gap.max())}), and accuracy on the base model's errors by "
                 f"{across_seeds(real.groupby('seed')['gap_wrong'].mean())} points.",
             f"- With the leak, {int((above['accuracy_leaky'] > mean_base).sum())} of {n_real} cells score above the "
             f"base model (mean {mean_base:.3f}) after removing half of every image's pixels; without it, "
             f"{int((above['accuracy_predicted'] > mean_base).sum())}.",
-            f"- Random maps do not depend on the target: their ROAR accuracy changes by "
-            f"{across_seeds(rnd.groupby('seed')['gap'].mean())} points between the runs, so the gap above is in "
-            f"the maps, not the pipeline.", ""]
+            f"- Model-free maps ({', '.join(sorted(set(rnd.index.get_level_values('attribution'))))}) do not "
+            f"depend on the target: their ROAR accuracy changes by {across_seeds(rnd.groupby('seed')['gap'].mean())}"
+            f" points between the runs, so the gap above is in the maps, not the pipeline.", ""]
     return out
 
 

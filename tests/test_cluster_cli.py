@@ -85,14 +85,42 @@ def row_files(store: Path) -> dict[str, str]:
             for p in sorted((store / "rows").glob("*.parquet")) if not p.name.startswith(".tmp-")}
 
 
+def store_files(store: Path) -> dict[str, str]:
+    """Every Parquet file of rows/ and compacted/ -> sha256 (a sweep compacts its rows at its end)."""
+    return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("rows", "compacted") for p in sorted((store / folder).rglob("*.parquet"))
+            if not p.name.startswith(".tmp-")}
+
+
+def stored_rows(store: Path) -> dict[str, tuple]:
+    """trial_id -> (status, finished_at, accuracy) of every stored row, in rows/ or compacted/."""
+    from roar.storage import Store
+    from sweep import rows
+
+    table = rows.read_all(Store(str(store)), ["trial_id", "status", "finished_at", "accuracy"])
+    return {r["trial_id"]: (r["status"], r["finished_at"], r["accuracy"]) for r in table.to_pylist()}
+
+
+def rows_in_files(store: Path, names) -> dict[str, tuple]:
+    """stored_rows for the given row files only (read before compaction moves them)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for name in names:
+        r = pq.read_table(store / "rows" / name, columns=["trial_id", "status", "finished_at", "accuracy"])
+        r = r.to_pylist()[0]
+        out[r["trial_id"]] = (r["status"], r["finished_at"], r["accuracy"])
+    return out
+
+
 def assert_every_trial_once(store: Path) -> None:
     status = roar("status", str(store), "--spec", SPEC)
     assert status.returncode == 0, status.stderr
     assert f"{TRIALS} ok, 0 failed, 0 missing of {TRIALS}" in status.stdout, status.stdout
     verify = roar("verify", str(store), "--spec", SPEC)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert f"{TRIALS} row file(s)" in verify.stdout and f"{TRIALS} trial(s)" in verify.stdout, verify.stdout
-    assert len(row_files(store)) == TRIALS
+    assert f"{TRIALS} trial(s)" in verify.stdout and "verify OK" in verify.stdout, verify.stdout
+    assert len(stored_rows(store)) == TRIALS
 
 
 def test_job_runs_this_checkout_on_two_nodes(cluster):
@@ -135,10 +163,10 @@ def test_submitted_sweep_stores_every_trial_once(cluster, tmp_path):
     assert wait_job(cluster, "smoke-1") == "SUCCEEDED"
     assert_every_trial_once(store)
     # the same job again is a no-op: resume skips every stored trial, nothing is rewritten
-    before = row_files(store)
+    before = store_files(store)
     out = submit(cluster, "smoke-1-again", "roar", "run", SPEC, "--store", str(store))
     assert out.returncode == 0 and "nothing to run" in out.stdout, out.stdout + out.stderr
-    assert row_files(store) == before
+    assert store_files(store) == before
 
 
 def test_worker_node_lost_mid_sweep_then_resubmitted(cluster, tmp_path):
@@ -156,17 +184,23 @@ def test_worker_node_lost_mid_sweep_then_resubmitted(cluster, tmp_path):
         assert job_status(cluster, "smoke-2") not in TERMINAL, job_logs(cluster, "smoke-2")[-5000:]
         time.sleep(0.2)
     os.kill(raylet, signal.SIGKILL)
-    at_kill = row_files(store)
+    at_kill = rows_in_files(store, row_files(store))
     assert len(at_kill) < TRIALS, "the sweep finished before the worker node was killed"
     first = wait_job(cluster, "smoke-2")
+    # the GCS marks a node dead after its health checks fail (seconds); the job may end sooner
+    deadline = time.monotonic() + 120
     nodes = cluster.list_nodes()
-    assert sorted(n["state"] for n in nodes) == ["ALIVE", "DEAD"], nodes
+    while sorted(n["state"] for n in nodes) != ["ALIVE", "DEAD"]:
+        assert time.monotonic() < deadline, nodes
+        time.sleep(1)
+        nodes = cluster.list_nodes()
     out = submit(cluster, "smoke-3", "roar", "run", SPEC, "--store", str(store))
     assert out.returncode == 0, out.stdout + out.stderr
     assert wait_job(cluster, "smoke-3") == "SUCCEEDED"
     assert_every_trial_once(store)
-    after = row_files(store)
-    # 0 lost, 0 rewritten: every row present at the kill is still there, byte for byte
+    after = stored_rows(store)
+    # 0 lost, 0 rewritten: every row present at the kill is still stored with the same values and time
+    # (the sweep that finished compacted them from rows/ into compacted/)
     assert {k: after.get(k) for k in at_kill} == at_kill
     summary = [line for line in job_logs(cluster, "smoke-2").splitlines() if "[smoke]" in line][-3:]
     print(f"worker raylet {raylet} killed with {len(at_kill)}/{TRIALS} rows stored; job {first}:", *summary,
